@@ -1,0 +1,202 @@
+"""The job's configuration: the contract between the operator and the Ray job.
+
+The operator validates a `RagFinetuneJob` into a `JobConfig`, serialises it into
+the RayJob, and `python -m rag_job train` parses it back. This module must import
+nothing heavier than pydantic and PyYAML: the operator image has no torch or Ray.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+#: Ray custom resource declared by trainer pods (`rayStartParams.resources`).
+TRAINER_RESOURCE = "rag_trainer"
+#: Ray custom resource declared by retrieval pods.
+RETRIEVAL_RESOURCE = "rag_retrieval"
+#: Ray namespace of the named retrieval actors, so trainers and a shared retrieval cluster find them.
+RETRIEVAL_NAMESPACE = "rag-retrieval"
+#: Environment variable that carries the JSON JobConfig into the RayJob's runtime env.
+CONFIG_ENV_VAR = "RAG_JOB_CONFIG"
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo in a config must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    """Which RAG checkpoint to fine-tune."""
+
+    path: str = Field(
+        description="RAG checkpoint: a local directory, a path on a mounted volume, or a hub name "
+        "(e.g. facebook/rag-token-base). Loaded with from_pretrained."
+    )
+    type: Literal["rag_token", "rag_sequence"] = Field(
+        default="rag_token", description="RAG marginalisation: per token or per sequence."
+    )
+
+
+class RetrievalConfig(_Strict):
+    """Where the knowledge base lives and how trainers reach it."""
+
+    knowledge_base: str = Field(
+        description="Directory written by `python -m rag_job build-index`: passages dataset, "
+        "FAISS index file(s) and kb.json."
+    )
+    passages_path: str | None = Field(
+        default=None, description="Override: the passages dataset directory (datasets save_to_disk)."
+    )
+    index_path: str | None = Field(
+        default=None, description="Override: the FAISS index file (single-shard knowledge bases only)."
+    )
+    mode: Literal["ray", "torch", "local"] = Field(
+        default="ray",
+        description="ray: Ray retrieval actors; torch: rank-0 retrieval over torch.distributed "
+        "(the baseline); local: each worker searches its own copy in process.",
+    )
+    replicas: int = Field(default=1, ge=1, description="Retrieval actors per index shard (ray mode).")
+    shards: int | None = Field(
+        default=None, ge=1, description="Index shards; read from kb.json when omitted, checked against it."
+    )
+    n_docs: int = Field(default=5, ge=1, le=100, description="Documents retrieved per question.")
+    faiss_threads: int | None = Field(
+        default=None, ge=1, description="OpenMP threads per retrieval actor; defaults to its CPU request."
+    )
+    actor_cpus: float = Field(default=1.0, gt=0, description="CPUs reserved by each retrieval actor.")
+    cluster: str | None = Field(
+        default=None,
+        description="Name of a running retrieval service (RagRetrievalCluster) whose actors are used "
+        "instead of starting new ones.",
+    )
+
+
+class DataConfig(_Strict):
+    """Training and evaluation data."""
+
+    train_path: str = Field(
+        description="A directory with train.source/train.target line files, or a JSONL file of "
+        "{question, answers[, gold_ids]}."
+    )
+    eval_path: str | None = Field(
+        default=None, description="Same formats as train_path (a directory uses val.source/val.target)."
+    )
+    max_source_length: int = Field(default=64, ge=8, description="Question tokens kept.")
+    max_target_length: int = Field(default=32, ge=2, description="Answer tokens kept.")
+
+
+class TrainingConfig(_Strict):
+    """Optimisation settings."""
+
+    epochs: int | None = Field(default=None, ge=1, description="Passes over the training data.")
+    max_steps: int | None = Field(
+        default=None, ge=1, description="Optimizer steps; takes precedence over epochs."
+    )
+    batch_size: int = Field(default=8, ge=1, description="Questions per worker per micro-batch.")
+    learning_rate: float = Field(default=3e-5, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps.")
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field(
+        default="no", description="Autocast dtype on GPU; ignored on CPU."
+    )
+    train_question_encoder: bool = Field(
+        default=True, description="Fine-tune the DPR question encoder as well as the generator."
+    )
+    seed: int = Field(default=42)
+    log_every_steps: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_stopping_rule(self) -> TrainingConfig:
+        if self.epochs is None and self.max_steps is None:
+            self.epochs = 1
+        return self
+
+
+class ScalingConfig(_Strict):
+    """Trainer workers; on Kubernetes the operator fills this from the trainer group."""
+
+    num_workers: int = Field(default=2, ge=1, description="Data-parallel trainer workers.")
+    use_gpu: bool = Field(default=False, description="One GPU per worker, NCCL between them.")
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict, description="Extra Ray resources per worker (rag_trainer is always added)."
+    )
+
+
+class CheckpointConfig(_Strict):
+    """Where checkpoints go and how many stay."""
+
+    storage_path: str = Field(
+        default="out/checkpoints",
+        description="Ray Train storage: a shared filesystem path (PVC) or an object-store URI.",
+    )
+    num_to_keep: int = Field(default=2, ge=1)
+    every_steps: int = Field(default=50, ge=1, description="Checkpoint every N optimizer steps.")
+
+
+class EvaluationConfig(_Strict):
+    """End-of-training evaluation."""
+
+    at_end: bool = Field(default=True)
+    max_samples: int | None = Field(default=None, ge=1)
+    num_beams: int = Field(default=1, ge=1)
+    max_new_tokens: int = Field(default=20, ge=1)
+
+
+class JobConfig(_Strict):
+    """Everything one fine-tuning run needs, validated once at the start."""
+
+    name: str = Field(default="rag-finetune", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    model: ModelConfig
+    retrieval: RetrievalConfig
+    data: DataConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    output_dir: str = Field(default="out/run", description="Final model, metrics.json and plots go here.")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> JobConfig:
+        """Load YAML or JSON; errors name the file and the offending field."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from err
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err
+        return cls.from_dict(data or {}, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "config") -> JobConfig:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, source)) from err
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the field and what is wrong."""
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line per problem, each naming its dotted field path."""
+    lines = [f"invalid {source}:"]
+    for problem in err.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"  {field}: {problem['msg']}")
+    return "\n".join(lines)
