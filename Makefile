@@ -27,7 +27,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed ## create .venv/ and install the job, the operator and the dev tools
 
 .PHONY: test
-test: install ## run the whole test suite
+test: install ## run the whole test suite (fetches helm/kubectl and builds the control plane once, cached)
+	@$(MAKE) --no-print-directory tools toolchain \
+		|| echo "make test: toolchain incomplete (see above); the tests that need it skip and say why"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: lint

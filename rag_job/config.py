@@ -111,7 +111,16 @@ class TrainingConfig(_Strict):
         default=True, description="Fine-tune the DPR question encoder as well as the generator."
     )
     seed: int = Field(default=42)
-    log_every_steps: int = Field(default=1, ge=1)
+    max_failures: int = Field(
+        default=2,
+        ge=-1,
+        description="Worker-group restarts from the last checkpoint before giving up (-1: no limit).",
+    )
+    log_every_steps: int = Field(
+        default=10,
+        ge=1,
+        description="Report metrics to Ray Train and the log every N steps (each step is kept).",
+    )
 
     @model_validator(mode="after")
     def _one_stopping_rule(self) -> TrainingConfig:
@@ -145,8 +154,10 @@ class CheckpointConfig(_Strict):
 class EvaluationConfig(_Strict):
     """End-of-training evaluation."""
 
+    at_start: bool = Field(default=False, description="Also evaluate before the first step (shows the gain).")
     at_end: bool = Field(default=True)
-    max_samples: int | None = Field(default=None, ge=1)
+    max_samples: int | None = Field(default=None, ge=1, description="Evaluate on at most this many examples.")
+    batch_size: int = Field(default=16, ge=1)
     num_beams: int = Field(default=1, ge=1)
     max_new_tokens: int = Field(default=20, ge=1)
 
@@ -175,8 +186,18 @@ class JobConfig(_Strict):
         try:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as err:
-            raise ConfigError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err
+            raise ConfigError(
+                f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}"
+            ) from err
         return cls.from_dict(data or {}, source=str(path))
+
+    @classmethod
+    def from_json_text(cls, text: str, source: str = "config") -> JobConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{source} is not valid JSON: {err}") from err
+        return cls.from_dict(data, source=source)
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "config") -> JobConfig:

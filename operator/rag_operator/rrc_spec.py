@@ -1,0 +1,138 @@
+"""The RagRetrievalCluster custom resource: a long-lived RayCluster that keeps one index loaded.
+
+Many RagFinetuneJobs (a learning-rate sweep over one knowledge base) point at it with
+`retrievalClusterRef` and share its retrieval actors instead of each loading the index. The
+pod-level models (head, retrieval group, storage, env, secrets) are the RagFinetuneJob's, so
+the two resources read the same and render through the same pod template.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from .spec import (
+    Condition,
+    CpuQuantity,
+    EnvVar,
+    HeadSpec,
+    Quantity,
+    RetrievalGroupSpec,
+    SecretEnv,
+    SpecError,
+    StorageSpec,
+    _K8s,
+    _Placement,
+)
+
+
+class TrainerPoolSpec(_Placement):
+    """GPU pods for the jobs' Ray Train workers: autoscaled from zero, each declares `rag_trainer`."""
+
+    max_replicas: int = Field(default=4, ge=1, description="Most trainer pods the autoscaler may start.")
+    gpus_per_pod: int = Field(
+        default=1, ge=0, description="GPUs per trainer pod (0: CPU training). Also Ray's num-gpus."
+    )
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu", min_length=1, description="Extended resource name of the GPU limit."
+    )
+    workers_per_pod: int | None = Field(
+        default=None,
+        ge=1,
+        description="Ray Train workers per pod; defaults to gpusPerPod (one GPU per worker), or 1 on CPU.",
+    )
+    cpu: CpuQuantity = Field(default="4", description="CPU request and limit per trainer pod.")
+    memory: Quantity = Field(default="16Gi", description="Memory request and limit per trainer pod.")
+
+    @model_validator(mode="after")
+    def _one_gpu_per_worker(self) -> TrainerPoolSpec:
+        if self.gpus_per_pod and self.workers_per_pod not in (None, self.gpus_per_pod):
+            raise ValueError(
+                f"workersPerPod ({self.workers_per_pod}) must equal gpusPerPod ({self.gpus_per_pod}): "
+                "each Ray Train worker uses one GPU; omit workersPerPod"
+            )
+        return self
+
+    @property
+    def workers(self) -> int:
+        """Ray Train workers per pod."""
+        return self.workers_per_pod or self.gpus_per_pod or 1
+
+
+class AutoscalerSpec(_K8s):
+    """KubeRay's in-tree autoscaler, which adds trainer pods when a job asks for `rag_trainer`."""
+
+    idle_timeout_seconds: int = Field(
+        default=60, ge=0, description="Seconds an idle trainer pod is kept before it is removed."
+    )
+    upscaling_mode: Literal["Default", "Aggressive", "Conservative"] = Field(default="Default")
+
+
+class RagRetrievalClusterSpec(_K8s):
+    """What a user writes: the index, its retrieval pods and the trainer pool the jobs run on."""
+
+    image: str = Field(min_length=1, description="Job image (rag_job and Ray), same on every pod.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(default="IfNotPresent")
+    service_account_name: str | None = Field(default=None, description="Service account of the Ray pods.")
+    knowledge_base: str = Field(
+        min_length=1,
+        description="Directory written by `python -m rag_job build-index` (FAISS shards and kb.json), "
+        "as seen from the pods; the same path as job.retrieval.knowledge_base in the jobs.",
+    )
+    actor_cpus: float = Field(default=1.0, gt=0, description="CPUs reserved by each retrieval actor.")
+    faiss_threads: int | None = Field(
+        default=None, ge=1, description="OpenMP threads per retrieval actor; defaults to its CPU request."
+    )
+    head: HeadSpec = Field(default_factory=HeadSpec)
+    retrieval: RetrievalGroupSpec = Field(
+        default_factory=RetrievalGroupSpec,
+        description="The retrieval pods: replicas (pods), shards, actorsPerPod, cpu, memory or indexSize.",
+    )
+    trainers: TrainerPoolSpec = Field(default_factory=TrainerPoolSpec)
+    autoscaler: AutoscalerSpec = Field(default_factory=AutoscalerSpec)
+    storage: StorageSpec
+    secrets: list[SecretEnv] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
+    ray_version: str = Field(default="2.60.0", description="Ray version in the image.")
+
+
+class RagRetrievalClusterStatus(_K8s):
+    """What the operator reports: the RayCluster, the service RayJob and the loaded actors."""
+
+    ray_cluster_name: str | None = None
+    service_ray_job_name: str | None = None
+    state: str | None = Field(default=None, description="The RayCluster's status.state (ready, ...).")
+    shards: int | None = Field(default=None, description="Index shards.")
+    replicas: int | None = Field(default=None, description="Retrieval pods.")
+    ready_replicas: int | None = Field(
+        default=None, description="Complete replicas: the fewest ALIVE actors any shard has."
+    )
+    actors_per_shard: int | None = Field(default=None, description="Retrieval actors per shard.")
+    actors_alive: int | None = None
+    shards_loaded: int | None = Field(default=None, description="Shards with at least one ALIVE actor.")
+    ready_worker_pods: int | None = Field(default=None, description="RayCluster readyWorkerReplicas.")
+    index_size: str | None = Field(default=None, description="Total index size (given or from kb.json).")
+    memory_per_pod: str | None = Field(default=None, description="Memory per retrieval pod.")
+    memory_computed: bool | None = None
+    service_job_status: str | None = Field(default=None, description="The service RayJob's jobStatus.")
+    load_started: str | None = Field(default=None, description="When the service RayJob started.")
+    loaded_at: str | None = Field(default=None, description="When every actor was first seen ALIVE.")
+    load_seconds: int | None = Field(default=None, description="loadedAt - loadStarted.")
+    in_use_by: list[str] = Field(
+        default_factory=list, description="Unfinished RagFinetuneJobs that reference this cluster."
+    )
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+def parse_rrc_spec(raw: object) -> RagRetrievalClusterSpec:
+    """Validate a RagRetrievalCluster's `spec`; SpecError names each bad field as `spec.<path>`."""
+    try:
+        return RagRetrievalClusterSpec.model_validate(raw)
+    except ValidationError as err:
+        problems = [
+            (".".join(["spec", *(str(part) for part in problem["loc"])]), problem["msg"])
+            for problem in err.errors()
+        ]
+        raise SpecError(problems) from err

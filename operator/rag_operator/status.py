@@ -1,0 +1,131 @@
+"""Pure mapping from a RayJob's status to the RagFinetuneJob's status, conditions and events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: Condition types, one per phase plus the lifecycle ones the controller sets.
+INVALID = "Invalid"
+RAYJOB_CREATED = "RayJobCreated"
+SPEC_CHANGE_REJECTED = "SpecChangeRejected"
+PHASE_CONDITIONS = ("Running", "Succeeded", "Failed", "Suspended")
+
+_TERMINAL_FAILED = {"FAILED", "STOPPED"}
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes event to post on the RagFinetuneJob."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+def phase_of(job_status: str | None, deployment_status: str | None) -> str:
+    """Our phase from KubeRay's two fields: the deployment status wins, then Ray's job state."""
+    deployment = deployment_status or ""
+    job = (job_status or "").upper()
+    if deployment in ("Suspended", "Suspending"):
+        return "Suspended"
+    if deployment == "Failed":
+        return "Failed"
+    if deployment == "Complete":
+        return "Succeeded" if job == "SUCCEEDED" else "Failed"
+    if deployment == "Retrying":
+        return "Pending"
+    if job == "SUCCEEDED":
+        return "Succeeded"
+    if job in _TERMINAL_FAILED:
+        return "Failed"
+    if job == "RUNNING" and deployment == "Running":
+        return "Running"
+    return "Pending"
+
+
+def set_condition(
+    conditions: list[dict[str, Any]] | None,
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: str,
+) -> list[dict[str, Any]]:
+    """A new list with `type_` set; lastTransitionTime moves only when the status flips."""
+    new_status = "True" if status else "False"
+    result = []
+    found = False
+    for condition in conditions or []:
+        if condition.get("type") != type_:
+            result.append(dict(condition))
+            continue
+        found = True
+        changed = condition.get("status") != new_status
+        result.append(
+            {
+                "type": type_,
+                "status": new_status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": now if changed else condition.get("lastTransitionTime", now),
+            }
+        )
+    if not found:
+        result.append(
+            {
+                "type": type_,
+                "status": new_status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": now,
+            }
+        )
+    return result
+
+
+def condition_status(conditions: list[dict[str, Any]] | None, type_: str) -> str | None:
+    """ "True"/"False" of a condition type, None when absent."""
+    for condition in conditions or []:
+        if condition.get("type") == type_:
+            return condition.get("status")
+    return None
+
+
+def mirror(
+    rayjob: dict[str, Any], current: dict[str, Any] | None, now: str
+) -> tuple[dict[str, Any], list[Event]]:
+    """The status patch for the RagFinetuneJob and the events to post, from its RayJob."""
+    current = current or {}
+    ray_status = rayjob.get("status") or {}
+    job_status = ray_status.get("jobStatus") or None
+    deployment = ray_status.get("jobDeploymentStatus") or None
+    phase = phase_of(job_status, deployment)
+    reason = ray_status.get("reason") or None
+    message = ray_status.get("message") or None
+    patch: dict[str, Any] = {
+        "phase": phase,
+        "jobStatus": job_status,
+        "jobDeploymentStatus": deployment,
+        "reason": reason,
+        "message": message,
+        "startTime": ray_status.get("startTime"),
+        "endTime": ray_status.get("endTime"),
+        "dashboardURL": ray_status.get("dashboardURL"),
+        "rayClusterName": ray_status.get("rayClusterName"),
+    }
+    conditions = current.get("conditions") or []
+    detail = f"RayJob jobDeploymentStatus={deployment or '-'} jobStatus={job_status or '-'}"
+    for type_ in PHASE_CONDITIONS:
+        why = reason or type_ if type_ == phase else f"Not{type_}"
+        text = f"{detail}: {message}" if (message and type_ == phase) else detail
+        conditions = set_condition(conditions, type_, type_ == phase, why, text, now)
+    patch["conditions"] = conditions
+    events = []
+    if phase != current.get("phase"):
+        kind = "Warning" if phase == "Failed" else "Normal"
+        text = f"{phase}: {detail}" + (f" ({reason}: {message})" if reason or message else "")
+        events.append(Event(kind, phase, text))
+    # Drop keys KubeRay has not set yet, so a patch never writes explicit nulls over our own fields.
+    cleaned = {key: value for key, value in patch.items() if value is not None}
+    return cleaned, events

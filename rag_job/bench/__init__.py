@@ -1,0 +1,1 @@
+"""Benchmarks: retrieval modes side by side, and training with each retrieval mode."""

@@ -1,0 +1,125 @@
+"""`python -m rag_job bench ...`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmarks (retrieval, train).")
+
+#: `--scale`: the large run, for machines with the cores and memory (about 3 GiB per index copy).
+SCALE_RETRIEVAL = {
+    "passages": 1_000_000,
+    "index_type": "flat",
+    "workers": "1,2,4,8",
+    "replicas": "1,2,4",
+    "calls": 30,
+    "warmup": 3,
+}
+
+
+def _int_list(option: str, text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{option} takes comma-separated integers, like 1,2,4; got {text!r}"
+        ) from None
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"{option} takes integers of at least 1, like 1,2,4; got {text!r}")
+    return values
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def retrieval(
+    out: Annotated[
+        Path, typer.Option(help="Output directory: retrieval.json, retrieval.md, retrieval.png.")
+    ] = Path("out/bench"),
+    passages: Annotated[
+        int | None, typer.Option(help="Synthetic passages N (default 20000; --scale 1M).")
+    ] = None,
+    dim: Annotated[int, typer.Option(help="Vector dimension D.")] = 768,
+    index_type: Annotated[str | None, typer.Option(help="flat, hnsw or ivfpq (default flat).")] = None,
+    shards: Annotated[int, typer.Option(help="Index shards S (each Ray replica set serves all S).")] = 1,
+    kb: Annotated[
+        Path | None,
+        typer.Option(help="Benchmark a real knowledge base directory instead of synthetic vectors."),
+    ] = None,
+    workers: Annotated[str | None, typer.Option(help="Trainer process counts W (default 1,2,4).")] = None,
+    replicas: Annotated[str | None, typer.Option(help="Ray replica counts R (default 1,2,4).")] = None,
+    batch: Annotated[
+        int, typer.Option(help="Queries per retrieval call B (per-GPU batch in the blog: 8).")
+    ] = 8,
+    k: Annotated[int, typer.Option(help="Documents per query.")] = 5,
+    calls: Annotated[int | None, typer.Option(help="Timed calls per trainer (default 30).")] = None,
+    warmup: Annotated[int | None, typer.Option(help="Untimed calls first (default 3).")] = None,
+    pause_ms: Annotated[
+        float, typer.Option(help="Idle pause between calls, emulating a training step.")
+    ] = 0.0,
+    faiss_threads: Annotated[int, typer.Option(help="OpenMP threads in every searching process.")] = 1,
+    scale: Annotated[bool, typer.Option("--scale", help="The large run (1M passages, W up to 8).")] = False,
+) -> None:
+    """Per-call latency of torch.distributed, Ray and in-process retrieval, side by side."""
+    from rag_job.bench.retrieval import RetrievalBenchConfig, markdown, run_retrieval_bench
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    preset = SCALE_RETRIEVAL if scale else {}
+    defaults = RetrievalBenchConfig()
+    config = RetrievalBenchConfig(
+        passages=passages or preset.get("passages", defaults.passages),
+        dim=dim,
+        index_type=index_type or preset.get("index_type", defaults.index_type),
+        shards=shards,
+        kb_dir=kb,
+        workers=_int_list("--workers", workers or preset.get("workers", "1,2,4")),
+        replicas=_int_list("--replicas", replicas or preset.get("replicas", "1,2,4")),
+        batch=batch,
+        k=k,
+        calls=calls or preset.get("calls", defaults.calls),
+        warmup=warmup if warmup is not None else preset.get("warmup", defaults.warmup),
+        pause_ms=pause_ms,
+        faiss_threads=faiss_threads,
+        out_dir=out,
+        extra_settings={"preset": "--scale" if scale else "default (sized for 2 cores)"},
+    )
+    try:
+        config.validate()
+        result = run_retrieval_bench(config)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(markdown(result))
+    typer.echo(f"\nwrote {out / 'retrieval.json'}, {out / 'retrieval.md'}, {out / 'retrieval.png'}")
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Output directory: train.json, train.md.")] = Path("out/bench"),
+    workers: Annotated[int, typer.Option(help="Ray Train workers.")] = 2,
+    steps: Annotated[int, typer.Option(help="Optimizer steps per mode.")] = 12,
+    batch_size: Annotated[int, typer.Option(help="Per-worker batch size.")] = 8,
+    modes: Annotated[str, typer.Option(help="Retrieval modes to compare (ray, torch, local).")] = "ray,torch",
+    replicas: Annotated[int, typer.Option(help="Ray retrieval replicas per shard.")] = 2,
+) -> None:
+    """Samples/s, step time and retrieval's share of the step of the tiny RAG fine-tune, per mode."""
+    from rag_job.bench.train import TrainBenchConfig, run_train_bench, train_markdown
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
+    config = TrainBenchConfig(
+        workers=workers, steps=steps, batch_size=batch_size, modes=chosen, replicas=replicas, out_dir=out
+    )
+    try:
+        config.validate()
+        result = run_train_bench(config)
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(train_markdown(result))
+    typer.echo(f"\nwrote {out / 'train.json'}, {out / 'train.md'}")

@@ -1,0 +1,215 @@
+"""The driver of one fine-tuning run: the RayJob entrypoint's body.
+
+Validate everything before any cluster work, start (or find) the retrieval actors on
+`rag_retrieval` nodes, run a Ray Train `TorchTrainer` on `rag_trainer` nodes, then
+publish the final model (`save_pretrained`, loadable by plain transformers),
+`metrics.json` and a loss curve.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rag_job.config import TRAINER_RESOURCE, ConfigError, JobConfig
+from rag_job.data import read_examples
+from rag_job.kb_layout import load_meta
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    output_dir: Path
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+    actors: list[dict] = field(default_factory=list)
+    trainer_nodes: list[str] = field(default_factory=list)
+
+
+def check_before_cluster_work(config: JobConfig) -> None:
+    """Fail fast, naming the field, on anything a cluster would only discover minutes later."""
+    meta = load_meta(config.retrieval.knowledge_base)
+    if config.retrieval.shards is not None and config.retrieval.shards != len(meta.shards):
+        raise ConfigError(
+            f"retrieval.shards is {config.retrieval.shards} but {config.retrieval.knowledge_base} has "
+            f"{len(meta.shards)} index shard(s); rebuild the index with --shards {config.retrieval.shards} "
+            "or drop the field"
+        )
+    if config.retrieval.n_docs > meta.num_passages:
+        raise ConfigError(
+            f"retrieval.n_docs ({config.retrieval.n_docs}) exceeds the {meta.num_passages} passages"
+        )
+    try:
+        read_examples(config.data.train_path, "train")
+        if config.data.eval_path:
+            read_examples(config.data.eval_path, "val")
+    except ValueError as err:
+        raise ConfigError(f"data: {err}") from err
+
+
+def _storage_path(config: JobConfig) -> str:
+    path = config.checkpoint.storage_path
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def start_retrieval(config: JobConfig):
+    """Start this job's retrieval actors, or connect to a running retrieval service."""
+    from rag_job.retrieval.actor import start_retrieval_actors
+    from rag_job.retrieval.pool import PoolSpec, RetrievalPool
+
+    meta = load_meta(config.retrieval.knowledge_base)
+    prefix = config.retrieval.cluster or f"{config.name}-retrieval"
+    spec = PoolSpec(name_prefix=prefix, shards=len(meta.shards), replicas=config.retrieval.replicas)
+    started = time.perf_counter()
+    if config.retrieval.cluster:
+        pool = RetrievalPool.connect(spec)
+    else:
+        handles = start_retrieval_actors(
+            str(Path(config.retrieval.knowledge_base).resolve()),
+            spec.shards,
+            spec.replicas,
+            prefix,
+            actor_cpus=config.retrieval.actor_cpus,
+            faiss_threads=config.retrieval.faiss_threads,
+        )
+        pool = RetrievalPool(spec, handles)
+    pool.wait_ready()
+    logger.info(
+        "retrieval ready: %d shard(s) x %d replica(s) in %.1fs",
+        spec.shards,
+        spec.replicas,
+        time.perf_counter() - started,
+    )
+    return spec, pool
+
+
+def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSummary:
+    """Train on the Ray cluster this process is connected to; returns what was published.
+
+    `fail_at_step` kills rank 0 once at that step (tests and failure drills).
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from rag_job.train_loop import CHECKPOINT_MODEL_DIR, CHECKPOINT_STATE_FILE, train_loop_per_worker
+
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
+
+    spec, pool = (None, None)
+    if config.retrieval.mode == "ray":
+        spec, pool = start_retrieval(config)
+
+    scaling = config.scaling
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "job": config.to_json(),
+            "pool": asdict(spec) if spec else None,
+            "fail_at_step": fail_at_step,
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=scaling.num_workers,
+            use_gpu=scaling.use_gpu,
+            resources_per_worker={
+                "CPU": scaling.cpus_per_worker,
+                TRAINER_RESOURCE: 1,
+                **scaling.resources_per_worker,
+            }
+            | ({"GPU": 1} if scaling.use_gpu else {}),
+        ),
+        run_config=ray.train.RunConfig(
+            name=config.name,
+            storage_path=_storage_path(config),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep),
+            failure_config=ray.train.FailureConfig(max_failures=config.training.max_failures),
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(
+            f"training finished without a checkpoint; see the Ray Train logs of run {config.name!r}"
+        )
+
+    import torch
+
+    checkpoint_dir = Path(result.checkpoint.to_directory())
+    state = torch.load(checkpoint_dir / CHECKPOINT_STATE_FILE, map_location="cpu", weights_only=False)
+    model_dir = output_dir / "model"
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    shutil.copytree(checkpoint_dir / CHECKPOINT_MODEL_DIR, model_dir)
+    _point_config_at_knowledge_base(config, model_dir)
+
+    summary = RunSummary(
+        output_dir=output_dir,
+        metrics=dict(result.metrics or {}),
+        history=state.get("history", []),
+        actors=pool.actor_stats() if pool else [],
+        trainer_nodes=state.get("trainer_nodes", []),
+    )
+    write_metrics(summary, state)
+    return summary
+
+
+def _point_config_at_knowledge_base(config: JobConfig, model_dir: Path) -> None:
+    """Save the model's RagConfig with this knowledge base, so `RagRetriever.from_pretrained(model_dir)` works."""
+    from rag_job.model_io import rag_config_for
+
+    rag_config_for(config, str(model_dir)).save_pretrained(model_dir)
+
+
+def write_metrics(summary: RunSummary, state: dict) -> None:
+    history = summary.history
+    metrics = {
+        "steps": history[-1]["step"] if history else 0,
+        "loss_start": history[0]["loss"] if history else None,
+        "loss_end": history[-1]["loss"] if history else None,
+        "resumed_from_step": state.get("resumed_from_step"),
+        "eval_before": state.get("eval", {}).get("before"),
+        "eval_after": state.get("eval", {}).get("after"),
+        "retrieval_latency_ms_p50": _percentile([h["retrieval_latency_ms_p50"] for h in history], 50),
+        "retrieval_latency_ms_p95": _percentile([h["retrieval_latency_ms_p95"] for h in history], 95),
+        "samples_per_s_mean": _mean([h["samples_per_s"] for h in history[1:] or history]),
+        "trainer_nodes": summary.trainer_nodes,
+        "retrieval_actors": summary.actors,
+        "history": history,
+    }
+    (summary.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    summary.metrics = {**summary.metrics, **{k: v for k, v in metrics.items() if k != "history"}}
+    _plot_loss(history, summary.output_dir / "loss.png")
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    import numpy as np
+
+    return float(np.percentile(values, q)) if values else None
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _plot_loss(history: list[dict], path: Path) -> None:
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot([h["step"] for h in history], [h["loss"] for h in history], color="tab:blue")
+    axis.set_xlabel("optimizer step")
+    axis.set_ylabel("training loss (RAG NLL)")
+    axis.set_title("RAG fine-tuning loss")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,185 @@
+"""Encode passages with a DPR context encoder and write the knowledge-base directory.
+
+The directory is what transformers' `RagRetriever(index_name="custom", passages_path=...,
+index_path=...)` reads, plus shard files and a `kb.json` that the retrieval actors and
+the operator (memory sizing) read:
+
+    DIR/passages/                       datasets `save_to_disk`: id, title, text, embeddings
+    DIR/index.faiss                     the FAISS index (one shard)
+    DIR/index-shard-00-of-04.faiss      ... or S shard files over disjoint, contiguous id ranges
+    DIR/kb.json                         metadata: sizes, dimension, index type, shard ranges
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rag_job.kb_layout import (
+    KB_META_FILE,
+    PASSAGES_DIR,
+    KnowledgeBaseMeta,
+    ShardInfo,
+    dir_size,
+    shard_file_name,
+)
+from rag_job.knowledge_base import Passage
+
+logger = logging.getLogger(__name__)
+
+INDEX_TYPES = ("flat", "hnsw", "ivfpq")
+
+
+def encode_passages(
+    passages: Sequence[Passage],
+    ctx_encoder_path: str | Path,
+    batch_size: int = 64,
+    max_length: int = 256,
+    progress: bool = True,
+) -> np.ndarray:
+    """DPR context embeddings (pooler output) of `title [SEP] text`, float32 [N, D]."""
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import DPRContextEncoder, DPRContextEncoderTokenizerFast
+
+    encoder = DPRContextEncoder.from_pretrained(str(ctx_encoder_path)).eval()
+    tokenizer = DPRContextEncoderTokenizerFast.from_pretrained(str(ctx_encoder_path))
+    chunks = []
+    with torch.inference_mode():
+        for start in tqdm(
+            range(0, len(passages), batch_size), desc="encoding passages", unit="batch", disable=not progress
+        ):
+            batch = passages[start : start + batch_size]
+            inputs = tokenizer(
+                [p.title for p in batch],
+                [p.text for p in batch],
+                truncation=True,
+                max_length=max_length,
+                padding="longest",
+                return_tensors="pt",
+            )
+            chunks.append(encoder(**inputs).pooler_output.float().numpy())
+    return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
+
+
+def encode_passages_on_ray(
+    passages: Sequence[Passage], ctx_encoder_path: str | Path, num_actors: int, batch_size: int = 64
+) -> np.ndarray:
+    """Spread encoding over `num_actors` Ray actors (large knowledge bases); order is kept."""
+    import ray
+
+    @ray.remote(num_cpus=1)
+    class _Encoder:
+        def encode(self, part: list[Passage]) -> np.ndarray:
+            return encode_passages(part, ctx_encoder_path, batch_size=batch_size, progress=False)
+
+    actors = [_Encoder.remote() for _ in range(num_actors)]
+    chunk = max(batch_size, math.ceil(len(passages) / (num_actors * 4)))
+    parts = [list(passages[i : i + chunk]) for i in range(0, len(passages), chunk)]
+    refs = [actors[i % num_actors].encode.remote(part) for i, part in enumerate(parts)]
+    return np.concatenate(ray.get(refs))
+
+
+def build_faiss_index(embeddings: np.ndarray, index_type: str, hnsw_m: int = 32):
+    """An inner-product FAISS index over `embeddings` (DPR scores are dot products)."""
+    import faiss
+
+    n, dim = embeddings.shape
+    if index_type == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 200
+        index.hnsw.efSearch = 128
+    elif index_type == "ivfpq":
+        index = _ivfpq_for(n, dim)
+        index.train(embeddings)
+    else:
+        raise ValueError(f"index type {index_type!r} is not one of {', '.join(INDEX_TYPES)}")
+    index.add(embeddings)
+    return index
+
+
+def _ivfpq_for(n: int, dim: int):
+    """IVF-PQ sized for `n` vectors: ~sqrt(n) lists, codebooks no larger than the data can train."""
+    import faiss
+
+    nlist = max(1, min(int(math.sqrt(n)), n // 39))
+    sub_quantizers = next(m for m in (dim // 4, dim // 8, 16, 8, 4, 2, 1) if m >= 1 and dim % m == 0)
+    nbits = max(1, min(8, int(math.log2(max(n, 2)))))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFPQ(quantizer, dim, nlist, sub_quantizers, nbits, faiss.METRIC_INNER_PRODUCT)
+    index.nprobe = min(nlist, 16)
+    return index
+
+
+def shard_ranges(num_passages: int, shards: int) -> list[tuple[int, int]]:
+    """Contiguous, disjoint [start, end) ranges covering all passages, sizes differing by at most one."""
+    if shards < 1:
+        raise ValueError("shards must be at least 1")
+    if shards > num_passages:
+        raise ValueError(f"cannot split {num_passages} passages into {shards} shards")
+    bounds = np.linspace(0, num_passages, shards + 1).round().astype(int)
+    return [(int(bounds[i]), int(bounds[i + 1])) for i in range(shards)]
+
+
+def write_knowledge_base(
+    passages: Sequence[Passage],
+    embeddings: np.ndarray,
+    out_dir: str | Path,
+    index_type: str = "flat",
+    shards: int = 1,
+    ctx_encoder: str = "",
+) -> KnowledgeBaseMeta:
+    """Save passages, the FAISS shard files and kb.json; return the metadata written."""
+    import faiss
+    from datasets import Dataset, Features, Sequence, Value
+
+    if len(passages) != len(embeddings):
+        raise ValueError(f"{len(passages)} passages but {len(embeddings)} embeddings")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dim = int(embeddings.shape[1])
+    features = Features(
+        {
+            "id": Value("string"),
+            "title": Value("string"),
+            "text": Value("string"),
+            "embeddings": Sequence(Value("float32"), length=dim),
+        }
+    )
+    dataset = Dataset.from_dict(
+        {
+            "id": [p.source_id for p in passages],
+            "title": [p.title for p in passages],
+            "text": [p.text for p in passages],
+            "embeddings": embeddings,
+        },
+        features=features,
+    )
+    dataset.save_to_disk(str(out_dir / PASSAGES_DIR))
+
+    shard_infos = []
+    for number, (start, end) in enumerate(shard_ranges(len(passages), shards)):
+        index = build_faiss_index(embeddings[start:end], index_type)
+        file_name = shard_file_name(number, shards)
+        faiss.write_index(index, str(out_dir / file_name))
+        shard_infos.append(
+            ShardInfo(file=file_name, start=start, end=end, bytes=(out_dir / file_name).stat().st_size)
+        )
+    meta = KnowledgeBaseMeta(
+        num_passages=len(passages),
+        dim=dim,
+        index_type=index_type,
+        shards=shard_infos,
+        passages_bytes=dir_size(out_dir / PASSAGES_DIR),
+        ctx_encoder=str(ctx_encoder),
+        created_unix=int(time.time()),
+    )
+    (out_dir / KB_META_FILE).write_text(meta.model_dump_json(indent=2) + "\n")
+    return meta

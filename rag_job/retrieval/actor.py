@@ -1,0 +1,221 @@
+"""The retrieval actor: a Ray actor that loads one index shard once and serves every trainer.
+
+Actors need the custom resource `rag_retrieval`, so they run only on retrieval pods
+(CPU, high memory). They restart on failure (`max_restarts=-1`) and are named, so
+trainers and later jobs find them with `ray.get_actor`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import ray
+
+from rag_job.config import RETRIEVAL_NAMESPACE, RETRIEVAL_RESOURCE
+
+#: Latency samples kept per actor for p50/p95.
+LATENCY_WINDOW = 2048
+
+
+def actor_name(prefix: str, shard: int, replica: int) -> str:
+    return f"{prefix}-shard{shard}-replica{replica}"
+
+
+@dataclass
+class _Request:
+    """One `search` call waiting to be served, alone or batched with others."""
+
+    queries: np.ndarray
+    k: int
+    with_embeddings: bool = True
+    result: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory (the benchmark and status report it per actor)."""
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+class RetrievalActor:
+    """Serves `search` for one shard; counts load and calls so tests and status can see them."""
+
+    def __init__(self, kb_dir: str, shard: int, faiss_threads: int | None = None):
+        import faiss
+
+        from rag_job.retrieval.searcher import ShardSearcher
+
+        threads = faiss_threads or max(
+            1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
+        )
+        faiss.omp_set_num_threads(threads)
+        self.faiss_threads = threads
+        self.searcher = ShardSearcher(kb_dir, shard)
+        self.kb_dir = str(Path(kb_dir))
+        self.shard = shard
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._calls = 0
+        self._queries = 0
+        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        # Batching: calls that arrive while a search runs wait in `_pending`; the next
+        # thread to find the index free searches all of them in one FAISS call.
+        self._batch_cond = threading.Condition()
+        self._pending: list[_Request] = []
+        self._searching = False
+        self._searches = 0
+        self.started_unix = time.time()
+        self.incarnation = ray.get_runtime_context().get_actor_id()
+
+    def search(
+        self, queries: np.ndarray, k: int, with_embeddings: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+        """(scores, global ids, embeddings, calls that were already in flight here when this one started).
+
+        `with_embeddings=False` returns None for the embeddings: a client that can read
+        them from its own memory-mapped copy of the passages saves their transfer
+        (B x k x D floats, the largest part of the answer).
+
+        Concurrent calls (from any client) are batched into one FAISS search: one
+        search of many queries costs far less than as many searches of few, and only
+        one search at a time uses the actor's FAISS threads, so they match its CPUs.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        dim = self.searcher.meta.dim
+        if queries.ndim != 2 or queries.shape[1] != dim:
+            raise ValueError(f"queries must have shape [batch, {dim}], got {list(queries.shape)}")
+        request = _Request(queries, k, with_embeddings)
+        with self._lock:
+            backlog = self._in_flight
+            self._in_flight += 1
+        started = time.perf_counter()
+        try:
+            self._serve_until_done(request)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._calls += 1
+                self._queries += len(queries)
+                self._latencies.append(time.perf_counter() - started)
+        if request.error is not None:
+            raise request.error
+        scores, ids, embeds = request.result
+        return scores, ids, embeds, backlog
+
+    def _serve_until_done(self, request: _Request) -> None:
+        with self._batch_cond:
+            self._pending.append(request)
+        while True:
+            with self._batch_cond:
+                while self._searching and not request.done:
+                    self._batch_cond.wait()
+                if request.done:
+                    return
+                self._searching = True
+                key = (request.k, request.with_embeddings)
+                batch = [r for r in self._pending if (r.k, r.with_embeddings) == key]
+                self._pending = [r for r in self._pending if (r.k, r.with_embeddings) != key]
+            try:
+                self._search_batch(batch)
+            finally:
+                with self._batch_cond:
+                    self._searching = False
+                    self._searches += 1
+                    self._batch_cond.notify_all()
+
+    def _search_batch(self, batch: list[_Request]) -> None:
+        """One FAISS search for every request in `batch`; each gets its own rows (or the error)."""
+        import faiss
+
+        try:
+            queries = batch[0].queries if len(batch) == 1 else np.concatenate([r.queries for r in batch])
+            # OpenMP thread counts are per thread; calls run on the actor's pool threads.
+            faiss.omp_set_num_threads(self.faiss_threads)
+            if batch[0].with_embeddings:
+                scores, ids, embeds = self.searcher.search(queries, batch[0].k)
+            else:
+                scores, local_ids = self.searcher.index.search(queries, batch[0].k)
+                ids, embeds = np.where(local_ids >= 0, local_ids + self.searcher.start, -1), None
+            offset = 0
+            for r in batch:
+                rows = slice(offset, offset + len(r.queries))
+                r.result = (scores[rows], ids[rows], None if embeds is None else embeds[rows])
+                offset += len(r.queries)
+        except Exception as err:  # every waiting caller gets the failure, none hangs
+            for r in batch:
+                r.error = err
+        for r in batch:
+            r.done = True
+
+    def stats(self) -> dict:
+        with self._lock:
+            latencies = np.asarray(self._latencies) * 1000 if self._latencies else np.zeros(1)
+            return {
+                "shard": self.shard,
+                "calls": self._calls,
+                "queries": self._queries,
+                "in_flight": self._in_flight,
+                "search_ms_p50": float(np.percentile(latencies, 50)),
+                "search_ms_p95": float(np.percentile(latencies, 95)),
+                "load_seconds": self.searcher.load_seconds,
+                "node_id": ray.get_runtime_context().get_node_id(),
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "faiss_threads": self.faiss_threads,
+                "num_passages": self.searcher.end - self.searcher.start,
+                "kb_dir": self.kb_dir,
+                "kb_num_passages": self.searcher.meta.num_passages,
+                "kb_created_unix": self.searcher.meta.created_unix,
+                "batched_searches": self._searches,
+                "rss_bytes": _resident_bytes(),
+            }
+
+    def ready(self) -> bool:
+        return True
+
+
+def start_retrieval_actors(
+    kb_dir: str,
+    shards: int,
+    replicas: int,
+    name_prefix: str,
+    actor_cpus: float = 1.0,
+    faiss_threads: int | None = None,
+    detached: bool = False,
+    namespace: str = RETRIEVAL_NAMESPACE,
+) -> list[list[ray.actor.ActorHandle]]:
+    """Create (or find, when already running) the named actors: handles[shard][replica].
+
+    Each actor takes one unit of `rag_retrieval`, so a retrieval pod that declares
+    `rag_retrieval: N` hosts at most N actors.
+    """
+    remote_class = ray.remote(RetrievalActor)
+    handles = []
+    for shard in range(shards):
+        row = []
+        for replica in range(replicas):
+            row.append(
+                remote_class.options(
+                    name=actor_name(name_prefix, shard, replica),
+                    namespace=namespace,
+                    get_if_exists=True,
+                    lifetime="detached" if detached else None,
+                    num_cpus=actor_cpus,
+                    resources={RETRIEVAL_RESOURCE: 1},
+                    max_restarts=-1,
+                    max_task_retries=0,
+                    max_concurrency=8,
+                ).remote(kb_dir, shard, faiss_threads)
+            )
+        handles.append(row)
+    return handles

@@ -1,0 +1,260 @@
+"""Client side of Ray retrieval: R replicas x S shards behind one `search` call.
+
+A query batch fans out to one replica of every shard and the per-shard top-k are
+merged by score. The replica chosen is the least loaded: calls this client has in
+flight there plus the backlog the actor reported on its last answer (which counts
+every client's calls, so routing spans jobs that share the actors). A call to a dead
+actor is retried on another replica, or on the same one once Ray has restarted it,
+so a killed actor costs latency, never a query.
+
+Answers travel as numpy arrays (queries inline or through the object store, never as
+Python lists). Document embeddings, the largest part of an answer, do not travel at
+all when this process can open the knowledge base the actors serve (a shared volume,
+or the same machine): they are read from its memory-mapped passages by id instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+from rag_job.config import RETRIEVAL_NAMESPACE
+from rag_job.retrieval.actor import actor_name
+from rag_job.retrieval.searcher import EmbeddingTable, merge_top_k
+
+logger = logging.getLogger(__name__)
+
+ACTOR_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError)
+
+
+class RetrievalUnavailableError(RuntimeError):
+    """No replica of a shard answered within the retry budget."""
+
+
+@dataclass
+class _ReplicaState:
+    handle: ray.actor.ActorHandle
+    name: str
+    in_flight: int = 0
+    reported_backlog: int = 0
+    calls: int = 0
+    failures: int = 0
+    suspect_until: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """What a trainer needs to find the actors: picklable, sent in the train loop's config."""
+
+    name_prefix: str
+    shards: int
+    replicas: int
+    namespace: str = RETRIEVAL_NAMESPACE
+
+
+class RetrievalPool:
+    def __init__(
+        self, spec: PoolSpec, handles: list[list[ray.actor.ActorHandle]], retry_seconds: float = 120.0
+    ):
+        self.spec = spec
+        self.retry_seconds = retry_seconds
+        self._lock = threading.Lock()
+        self._replicas = [
+            [
+                _ReplicaState(handle=h, name=actor_name(spec.name_prefix, shard, replica))
+                for replica, h in enumerate(row)
+            ]
+            for shard, row in enumerate(handles)
+        ]
+        self.call_latencies_ms: list[float] = []
+        self._embeddings: EmbeddingTable | None = None
+        self._embeddings_checked = False
+
+    def __deepcopy__(self, memo: dict) -> RetrievalPool:
+        """A pool is a connection to shared actors: copies share it (transformers deep-copies the
+        retriever passed to `from_pretrained`, and locks cannot be copied)."""
+        return self
+
+    def _local_embeddings(self) -> EmbeddingTable | None:
+        """This process's zero-copy view of the served knowledge base's embeddings, when it can open it."""
+        if self._embeddings_checked:
+            return self._embeddings
+        self._embeddings_checked = True
+        try:
+            served = ray.get(self._replicas[0][0].handle.stats.remote(), timeout=60)
+            self._embeddings = open_local_embeddings(
+                served["kb_dir"], served["kb_num_passages"], served["kb_created_unix"]
+            )
+        except Exception as err:  # any failure: fall back to embeddings sent by the actors
+            logger.info("embeddings will come from the retrieval actors: %s", err)
+            self._embeddings = None
+        return self._embeddings
+
+    @classmethod
+    def connect(cls, spec: PoolSpec, timeout_s: float = 60.0) -> RetrievalPool:
+        """Find the named actors (started by the driver or by a retrieval cluster)."""
+        deadline = time.monotonic() + timeout_s
+        handles = []
+        for shard in range(spec.shards):
+            row = []
+            for replica in range(spec.replicas):
+                name = actor_name(spec.name_prefix, shard, replica)
+                while True:
+                    try:
+                        row.append(ray.get_actor(name, namespace=spec.namespace))
+                        break
+                    except ValueError:
+                        if time.monotonic() > deadline:
+                            raise RetrievalUnavailableError(
+                                f"retrieval actor {name!r} not found in Ray namespace {spec.namespace!r} "
+                                f"after {timeout_s:.0f}s; is the retrieval pool running?"
+                            ) from None
+                        time.sleep(0.5)
+            handles.append(row)
+        return cls(spec, handles)
+
+    def wait_ready(self, timeout_s: float = 600.0) -> None:
+        """Block until every actor has loaded its shard (index loading happens in the constructor)."""
+        refs = [state.handle.ready.remote() for row in self._replicas for state in row]
+        ray.get(refs, timeout=timeout_s)
+
+    def _pick(self, shard: int, exclude: set[int]) -> int:
+        now = time.monotonic()
+        with self._lock:
+            candidates = [i for i in range(len(self._replicas[shard])) if i not in exclude]
+            healthy = [i for i in candidates if self._replicas[shard][i].suspect_until <= now] or candidates
+            loads = {
+                i: self._replicas[shard][i].in_flight + self._replicas[shard][i].reported_backlog
+                for i in healthy
+            }
+            best = min(loads.values())
+            choice = random.choice([i for i, load in loads.items() if load == best])
+            self._replicas[shard][choice].in_flight += 1
+            return choice
+
+    def _finish(self, shard: int, replica: int, elapsed_ms: float, backlog: int | None) -> None:
+        with self._lock:
+            state = self._replicas[shard][replica]
+            state.in_flight -= 1
+            if backlog is None:
+                state.failures += 1
+                state.suspect_until = time.monotonic() + 5.0
+            else:
+                state.calls += 1
+                state.reported_backlog = backlog
+                state.suspect_until = 0.0
+                state.latencies_ms.append(elapsed_ms)
+
+    def _search_shard_submit(
+        self, shard: int, queries, k: int, exclude: set[int], with_embeddings: bool = True
+    ):
+        replica = self._pick(shard, exclude)
+        handle = self._replicas[shard][replica].handle
+        ref = handle.search.remote(queries, k) if with_embeddings else handle.search.remote(queries, k, False)
+        return replica, time.perf_counter(), ref
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scores [B, k], global ids [B, k], embeddings [B, k, D]) over all shards."""
+        started = time.perf_counter()
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        query_ref = ray.put(queries) if queries.nbytes > 100_000 else queries
+        embeddings = self._local_embeddings()
+        remote_embeds = embeddings is None
+        pending = {
+            shard: (*self._search_shard_submit(shard, query_ref, k, set(), remote_embeds), set())
+            for shard in range(self.spec.shards)
+        }
+        results: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        deadline = time.monotonic() + self.retry_seconds
+        while pending:
+            shard, (replica, sent, ref, tried) = next(iter(pending.items()))
+            try:
+                scores, ids, embeds, backlog = ray.get(ref)
+            except ACTOR_FAILURES as err:
+                self._finish(shard, replica, 0.0, None)
+                tried = tried | {replica}
+                if len(tried) >= len(self._replicas[shard]):
+                    if time.monotonic() > deadline:
+                        raise RetrievalUnavailableError(
+                            f"no replica of shard {shard} answered within {self.retry_seconds:.0f}s: {err}"
+                        ) from err
+                    tried = set()  # all replicas failed once: wait for Ray to restart them
+                    time.sleep(0.2)
+                logger.warning(
+                    "retrieval actor %s failed (%s); retrying", self._replicas[shard][replica].name, err
+                )
+                pending[shard] = (
+                    *self._search_shard_submit(shard, query_ref, k, tried, remote_embeds),
+                    tried,
+                )
+                continue
+            self._finish(shard, replica, (time.perf_counter() - sent) * 1000, backlog)
+            if embeds is None:  # merge scores and ids only; embeddings are read locally below
+                embeds = np.empty((*ids.shape, 0), dtype=np.float32)
+            results[shard] = (scores, ids, embeds)
+            del pending[shard]
+        merged = merge_top_k([results[s] for s in range(self.spec.shards)], k)
+        if not remote_embeds:
+            merged = (merged[0], merged[1], embeddings.take(merged[1]))
+        self.call_latencies_ms.append((time.perf_counter() - started) * 1000)
+        return merged
+
+    def client_stats(self) -> list[dict]:
+        """Per-actor counts and latency as seen by this client."""
+        with self._lock:
+            return [
+                {
+                    "actor": state.name,
+                    "shard": shard,
+                    "calls": state.calls,
+                    "failures": state.failures,
+                    "latency_ms_mean": float(np.mean(state.latencies_ms)) if state.latencies_ms else 0.0,
+                    "latency_ms_p95": float(np.percentile(state.latencies_ms, 95))
+                    if state.latencies_ms
+                    else 0.0,
+                }
+                for shard, row in enumerate(self._replicas)
+                for state in row
+            ]
+
+    def actor_stats(self) -> list[dict]:
+        """Each actor's own counters (calls from every client, load time, node)."""
+        refs = [(state.name, state.handle.stats.remote()) for row in self._replicas for state in row]
+        return [{"actor": name, **ray.get(ref)} for name, ref in refs]
+
+
+def open_local_embeddings(
+    kb_dir: str, num_passages: int | None = None, created_unix: int | None = None
+) -> EmbeddingTable | None:
+    """Every passage's embedding as zero-copy views of the memory-mapped Arrow file, or None.
+
+    None when the directory is not readable here, holds another build of the knowledge
+    base than the actors serve (`num_passages`, `created_unix` from their kb.json), or its
+    embeddings column would need a copy (variable-length lists): then the actors send
+    the embeddings.
+    """
+    from pathlib import Path
+
+    from rag_job.kb_layout import load_meta
+    from rag_job.retrieval.searcher import load_passages
+
+    if not Path(kb_dir).is_dir():
+        return None
+    meta = load_meta(kb_dir)
+    if (num_passages is not None and meta.num_passages != num_passages) or (
+        created_unix is not None and meta.created_unix != created_unix
+    ):
+        return None
+    dataset = load_passages(kb_dir)
+    column = dataset.data.table.column("embeddings") if hasattr(dataset.data, "table") else None
+    if column is None or not str(column.type).startswith("fixed_size_list"):
+        return None
+    return EmbeddingTable(dataset, 0, meta.num_passages, meta.dim)

@@ -1,0 +1,165 @@
+"""In-process FAISS search over one shard or a whole knowledge base.
+
+The Ray retrieval actor, the torch.distributed rank-0 baseline and the local
+retriever all search through these classes, so the three modes return identical
+results by construction and differ only in where the search runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rag_job.kb_layout import (
+    KnowledgeBaseLayoutError,
+    KnowledgeBaseMeta,
+    index_path,
+    load_meta,
+    passages_path,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def load_passages(kb_dir: str | Path, override: str | Path | None = None):
+    """The passages dataset (memory-mapped Arrow), with an error naming the path when unusable."""
+    from datasets import load_from_disk
+
+    path = Path(override) if override else passages_path(kb_dir)
+    if not path.exists():
+        raise KnowledgeBaseLayoutError(f"passages dataset {path} does not exist")
+    try:
+        dataset = load_from_disk(str(path))
+    except Exception as err:  # datasets raises several types for a damaged directory
+        raise KnowledgeBaseLayoutError(f"passages dataset {path} is corrupt or unreadable: {err}") from err
+    missing = {"title", "text", "embeddings"} - set(dataset.column_names)
+    if missing:
+        raise KnowledgeBaseLayoutError(
+            f"passages dataset {path} lacks the columns {', '.join(sorted(missing))} (needs title, text, embeddings)"
+        )
+    return dataset
+
+
+def read_faiss_index(path: Path):
+    """Read an index file, memory-mapped where FAISS supports it for the index type."""
+    import faiss
+
+    if not path.is_file():
+        raise KnowledgeBaseLayoutError(f"FAISS index file {path} does not exist")
+    try:
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError:
+        pass
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
+        raise KnowledgeBaseLayoutError(f"FAISS index file {path} is corrupt: {first_line}") from err
+
+
+class EmbeddingTable:
+    """Rows of the passages' `embeddings` column by global id, as zero-copy views of the Arrow file."""
+
+    def __init__(self, dataset, start: int, end: int, dim: int):
+        self.dim = dim
+        column = dataset.data.table.column("embeddings") if hasattr(dataset.data, "table") else None
+        self._chunk_starts: list[int] = []
+        self._chunks: list[np.ndarray] = []
+        if column is not None and str(column.type).startswith("fixed_size_list"):
+            position = 0
+            for chunk in column.chunks:
+                rows = len(chunk)
+                if position + rows > start and position < end:
+                    values = chunk.flatten().to_numpy(zero_copy_only=False)
+                    self._chunk_starts.append(position)
+                    self._chunks.append(values.reshape(rows, dim))
+                position += rows
+        else:  # variable-length lists: copy the shard's rows once
+            rows = dataset.select(range(start, end)).with_format("numpy")["embeddings"]
+            self._chunk_starts = [start]
+            self._chunks = [np.asarray(rows, dtype=np.float32).reshape(end - start, dim)]
+        self._starts = np.asarray(self._chunk_starts)
+
+    def take(self, global_ids: np.ndarray) -> np.ndarray:
+        """Embeddings for `global_ids` (any shape); -1 (no result) gives zeros."""
+        flat = global_ids.reshape(-1)
+        out = np.zeros((flat.size, self.dim), dtype=np.float32)
+        valid = flat >= 0
+        if len(self._chunks) == 1:
+            out[valid] = self._chunks[0][flat[valid] - self._chunk_starts[0]]
+        else:
+            which = np.searchsorted(self._starts, flat, side="right") - 1
+            for chunk_number in np.unique(which[valid]):
+                rows = valid & (which == chunk_number)
+                out[rows] = self._chunks[chunk_number][flat[rows] - self._chunk_starts[chunk_number]]
+        return out.reshape(*global_ids.shape, self.dim)
+
+
+class ShardSearcher:
+    """One index shard: top-k by inner product, returned with global ids and exact embeddings."""
+
+    def __init__(self, kb_dir: str | Path, shard: int, meta: KnowledgeBaseMeta | None = None, dataset=None):
+        started = time.perf_counter()
+        self.kb_dir = Path(kb_dir)
+        self.meta = meta or load_meta(kb_dir)
+        if not 0 <= shard < len(self.meta.shards):
+            raise KnowledgeBaseLayoutError(
+                f"{self.kb_dir} has {len(self.meta.shards)} index shards; shard {shard} does not exist"
+            )
+        self.shard = shard
+        info = self.meta.shards[shard]
+        self.start, self.end = info.start, info.end
+        path = index_path(kb_dir, self.meta, shard)
+        self.index = read_faiss_index(path)
+        if self.index.d != self.meta.dim or self.index.ntotal != info.end - info.start:
+            raise KnowledgeBaseLayoutError(
+                f"FAISS index file {path} does not match kb.json: dimension {self.index.d} "
+                f"(expected {self.meta.dim}), {self.index.ntotal} vectors (expected {info.end - info.start})"
+            )
+        dataset = dataset if dataset is not None else load_passages(kb_dir)
+        if len(dataset) != self.meta.num_passages:
+            raise KnowledgeBaseLayoutError(
+                f"passages dataset in {self.kb_dir} has {len(dataset)} rows, kb.json says {self.meta.num_passages}"
+            )
+        self.embeddings = EmbeddingTable(dataset, self.start, self.end, self.meta.dim)
+        self.load_seconds = time.perf_counter() - started
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(scores [B, k], global ids [B, k], embeddings [B, k, D]); missing hits are -1 / zeros."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.meta.dim:
+            raise ValueError(f"queries must have shape [batch, {self.meta.dim}], got {list(queries.shape)}")
+        scores, local_ids = self.index.search(queries, k)
+        global_ids = np.where(local_ids >= 0, local_ids + self.start, -1)
+        return scores, global_ids, self.embeddings.take(global_ids)
+
+
+def merge_top_k(
+    results: list[tuple[np.ndarray, np.ndarray, np.ndarray]], k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge per-shard (scores, ids, embeddings) into the global top-k by score, best first."""
+    if len(results) == 1:
+        scores, ids, embeds = results[0]
+        return scores[:, :k], ids[:, :k], embeds[:, :k]
+    scores = np.concatenate([r[0] for r in results], axis=1)
+    ids = np.concatenate([r[1] for r in results], axis=1)
+    embeds = np.concatenate([r[2] for r in results], axis=1)
+    scores = np.where(ids >= 0, scores, -np.inf)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    rows = np.arange(scores.shape[0])[:, None]
+    return scores[rows, order], ids[rows, order], embeds[rows, order]
+
+
+class KnowledgeBaseSearcher:
+    """Every shard in this process: the `local` mode and the torch.distributed rank 0."""
+
+    def __init__(self, kb_dir: str | Path):
+        self.meta = load_meta(kb_dir)
+        dataset = load_passages(kb_dir)
+        self.shards = [ShardSearcher(kb_dir, s, self.meta, dataset) for s in range(len(self.meta.shards))]
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return merge_top_k([shard.search(queries, k) for shard in self.shards], k)

@@ -1,0 +1,252 @@
+"""Tiny RAG checkpoints built offline, for the demo and the tests.
+
+These machines cannot download `facebook/rag-token-base`, so we build the same
+architecture (DPR question encoder + DPR context encoder + BART generator) at a
+toy size, with tokenizers trained on the given corpus, and save it in the same
+layout. Everything downstream loads it through `from_pretrained(path)`, the code
+path real checkpoints take.
+
+Layout written under OUT:
+    OUT/rag/            RAG checkpoint (config.json, weights, question_encoder_tokenizer/,
+                        generator_tokenizer/), like facebook/rag-token-base
+    OUT/ctx_encoder/    DPR context encoder + tokenizer, for `build-index`
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+BART_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+@dataclass(frozen=True)
+class TinySizes:
+    """Model sizes: small enough to train in minutes on two CPU cores."""
+
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    ffn: int = 128
+    encoder_vocab: int = 2000
+    generator_vocab: int = 2000
+    max_positions: int = 256
+    #: Retrieved passage + question tokens fed to the generator (RagConfig.max_combined_length).
+    max_combined_length: int = 128
+    n_docs: int = 3
+
+
+@dataclass(frozen=True)
+class TinyModelPaths:
+    rag: Path
+    ctx_encoder: Path
+
+
+def _train_wordpiece(corpus: list[str], vocab_size: int):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=BERT_SPECIAL_TOKENS)
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    return tokenizer.get_vocab()
+
+
+def _train_byte_level_bpe(corpus: list[str], vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    from tokenizers import ByteLevelBPETokenizer
+
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(corpus, vocab_size=vocab_size, special_tokens=BART_SPECIAL_TOKENS)
+    # The trained merges are only exposed through the tokenizer's JSON form.
+    merges = json.loads(tokenizer._tokenizer.to_str())["model"]["merges"]
+    return tokenizer.get_vocab(), [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in merges]
+
+
+def build_tiny_tokenizers(corpus: list[str], sizes: TinySizes = TinySizes()):
+    """Train the question/context WordPiece tokenizer and the generator's byte-level BPE."""
+    from transformers import (
+        BartTokenizerFast,
+        DPRContextEncoderTokenizerFast,
+        DPRQuestionEncoderTokenizerFast,
+    )
+
+    wordpiece_vocab = _train_wordpiece(corpus, sizes.encoder_vocab)
+    question_tokenizer = DPRQuestionEncoderTokenizerFast(vocab=wordpiece_vocab, do_lower_case=True)
+    ctx_tokenizer = DPRContextEncoderTokenizerFast(vocab=wordpiece_vocab, do_lower_case=True)
+    bpe_vocab, merges = _train_byte_level_bpe(corpus, sizes.generator_vocab)
+    generator_tokenizer = BartTokenizerFast(vocab=bpe_vocab, merges=merges)
+    for tokenizer in (question_tokenizer, ctx_tokenizer, generator_tokenizer):
+        tokenizer.model_max_length = sizes.max_positions
+    return question_tokenizer, ctx_tokenizer, generator_tokenizer
+
+
+@dataclass(frozen=True)
+class RetrievalPair:
+    """A query and the passage it should retrieve: the supervision DPR is trained on."""
+
+    query: str
+    title: str
+    text: str
+
+
+def warm_up_dpr(
+    question_encoder,
+    ctx_encoder,
+    question_tokenizer,
+    ctx_tokenizer,
+    pairs: list[RetrievalPair],
+    steps: int = 300,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> float:
+    """Train the two towers briefly with in-batch negatives, as DPR is trained; returns the last loss.
+
+    A real RAG checkpoint starts from a pretrained DPR whose retrieval already works. A tiny
+    random one does not, so we give it a few seconds of the same training on the corpus,
+    and fine-tuning then starts from meaningful retrieval.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    parameters = [*question_encoder.parameters(), *ctx_encoder.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-3)
+    question_encoder.train()
+    ctx_encoder.train()
+    loss = torch.tensor(0.0)
+    for _ in range(steps):
+        batch = [pairs[i] for i in torch.randperm(len(pairs), generator=generator)[:batch_size].tolist()]
+        queries = question_tokenizer(
+            [p.query for p in batch], padding=True, truncation=True, max_length=64, return_tensors="pt"
+        )
+        passages = ctx_tokenizer(
+            [p.title for p in batch],
+            [p.text for p in batch],
+            padding=True,
+            truncation=True,
+            max_length=128,
+            return_tensors="pt",
+        )
+        scores = question_encoder(**queries).pooler_output @ ctx_encoder(**passages).pooler_output.T
+        loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(batch)))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    question_encoder.eval()
+    ctx_encoder.eval()
+    return float(loss)
+
+
+def build_tiny_models(
+    corpus: Iterable[str],
+    out_dir: str | Path,
+    model_type: str = "rag_token",
+    sizes: TinySizes = TinySizes(),
+    seed: int = 0,
+    retrieval_pairs: list[RetrievalPair] | None = None,
+    dpr_steps: int = 300,
+) -> TinyModelPaths:
+    """Build and save a tiny RAG checkpoint plus its DPR context encoder.
+
+    With `retrieval_pairs`, the DPR towers get a short warm-up (see `warm_up_dpr`).
+    """
+    import torch
+    from transformers import (
+        BartConfig,
+        BartForConditionalGeneration,
+        DPRConfig,
+        DPRContextEncoder,
+        DPRQuestionEncoder,
+        RagConfig,
+        RagSequenceForGeneration,
+        RagTokenForGeneration,
+        RagTokenizer,
+    )
+
+    torch.manual_seed(seed)
+    corpus = [text for text in corpus if text.strip()]
+    if not corpus:
+        raise ValueError("cannot build tokenizers from an empty corpus")
+    out_dir = Path(out_dir)
+    question_tokenizer, ctx_tokenizer, generator_tokenizer = build_tiny_tokenizers(corpus, sizes)
+
+    dpr_config = DPRConfig(
+        vocab_size=len(question_tokenizer),
+        hidden_size=sizes.hidden,
+        num_hidden_layers=sizes.layers,
+        num_attention_heads=sizes.heads,
+        intermediate_size=sizes.ffn,
+        max_position_embeddings=sizes.max_positions,
+        pad_token_id=question_tokenizer.pad_token_id,
+    )
+    question_encoder = DPRQuestionEncoder(dpr_config)
+    ctx_encoder = DPRContextEncoder(dpr_config)
+    # Start both towers from the same weights: questions then land near passages that
+    # share their words, so retrieval is meaningful from the first step, as with a real
+    # pretrained DPR pair.
+    ctx_encoder.ctx_encoder.bert_model.load_state_dict(
+        question_encoder.question_encoder.bert_model.state_dict()
+    )
+
+    bart_config = BartConfig(
+        vocab_size=len(generator_tokenizer),
+        d_model=sizes.hidden,
+        encoder_layers=sizes.layers,
+        decoder_layers=sizes.layers,
+        encoder_attention_heads=sizes.heads,
+        decoder_attention_heads=sizes.heads,
+        encoder_ffn_dim=sizes.ffn,
+        decoder_ffn_dim=sizes.ffn,
+        max_position_embeddings=max(sizes.max_positions, sizes.max_combined_length + 2),
+        pad_token_id=generator_tokenizer.pad_token_id,
+        bos_token_id=generator_tokenizer.bos_token_id,
+        eos_token_id=generator_tokenizer.eos_token_id,
+        # Targets are tokenized as "<s> answer </s>" and teacher-forced from "<s>", so
+        # generation starts from "<s>" too (no forced BOS after a leading "</s>").
+        decoder_start_token_id=generator_tokenizer.bos_token_id,
+        forced_eos_token_id=generator_tokenizer.eos_token_id,
+    )
+    generator = BartForConditionalGeneration(bart_config)
+
+    rag_config = RagConfig.from_question_encoder_generator_configs(
+        dpr_config,
+        bart_config,
+        n_docs=sizes.n_docs,
+        max_combined_length=sizes.max_combined_length,
+        retrieval_vector_size=sizes.hidden,
+        index_name="custom",
+        title_sep=" / ",
+        doc_sep=" // ",
+    )
+    model_class = RagTokenForGeneration if model_type == "rag_token" else RagSequenceForGeneration
+    model = model_class(config=rag_config, question_encoder=question_encoder, generator=generator)
+
+    paths = TinyModelPaths(rag=out_dir / "rag", ctx_encoder=out_dir / "ctx_encoder")
+    model.save_pretrained(paths.rag)
+    RagTokenizer(question_encoder=question_tokenizer, generator=generator_tokenizer).save_pretrained(
+        paths.rag
+    )
+    ctx_encoder.save_pretrained(paths.ctx_encoder)
+    ctx_tokenizer.save_pretrained(paths.ctx_encoder)
+    logger.info(
+        "saved tiny %s checkpoint to %s and context encoder to %s", model_type, paths.rag, paths.ctx_encoder
+    )
+    return paths
+
+
+def retrieval_pairs_for(passages, qa_examples=()) -> list[RetrievalPair]:
+    """Title -> passage pairs for every passage, plus question -> gold passage for QA with gold ids."""
+    pairs = [RetrievalPair(p.title, p.title, p.text) for p in passages]
+    by_id: dict[str, list] = {}
+    for passage in passages:
+        by_id.setdefault(passage.source_id, []).append(passage)
+    for example in qa_examples:
+        for gold in example.gold_ids:
+            pairs.extend(RetrievalPair(example.question, p.title, p.text) for p in by_id.get(gold, []))
+    return pairs

@@ -1,0 +1,26 @@
+"""`python -m rag_job bench` rejects bad options before any cluster work, naming the option."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from rag_job.bench.cli import app
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["retrieval", "--workers", "1,two"], "--workers"),
+        (["retrieval", "--replicas", "0"], "--replicas"),
+        (["retrieval", "--index-type", "lsh"], "--index-type"),
+        (["retrieval", "--k", "50", "--passages", "10"], "--k"),
+        (["train", "--modes", "ray,grpc"], "--modes"),
+        (["train", "--steps", "1"], "--steps"),
+    ],
+)
+def test_bad_bench_option_is_rejected_naming_it(args, named, tmp_path):
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert named in result.output
+    assert not (tmp_path / "retrieval.json").exists()

@@ -1,0 +1,180 @@
+"""The chart on a real API server (the control plane of tests/cluster, on loopback): peering mode
+installs cleanly (kopf's CRDs from the subchart come before the peering object), the real RBAC
+authorizer allows the chart's ServiceAccount every call the controller makes and refuses others,
+and the controller started with the Deployment's own args as that ServiceAccount joins the
+peering and answers its liveness probe.
+
+No nodes: the Deployment gets no pods, so the controller runs as a local process instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import CHART_DIR, REPO_ROOT, VALUES_DIR, run_helm
+from .test_rbac import triples
+
+pytestmark = pytest.mark.cluster
+
+RELEASE_NS = "rag-system"
+WATCHED = ("team-a", "team-b")  # tests/chart/values/watch-namespaces.yaml
+#: Calls the controller never makes; the ServiceAccount must be refused each.
+REFUSED = [
+    ("delete", "rayjobs.ray.io"),
+    ("update", "ragfinetunejobs.rag.finetune.dev"),
+    ("get", "secrets"),
+    ("create", "pods"),
+    ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+]
+
+
+@dataclass
+class Cluster:
+    plane: Any
+    kubectl: Path
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.kubectl), f"--kubeconfig={self.plane.kubeconfig}", *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        assert not check or proc.returncode == 0, f"{' '.join(args)}: {proc.stderr}"
+        return proc
+
+    def can_i(self, account: str, verb: str, resource: str, namespace: str) -> bool:
+        sa = f"system:serviceaccount:{RELEASE_NS}:{account}"
+        proc = self.run("auth", "can-i", verb, resource, "--as", sa, "-n", namespace, check=False)
+        return proc.stdout.strip() == "yes"
+
+
+@pytest.fixture(scope="module")
+def cluster(helm_bin: Path) -> Iterator[Cluster]:
+    """A control plane with two releases: defaults (cluster-wide, peered) and watch-namespaces."""
+    from tests.cluster.controlplane import start_control_plane
+    from tests.cluster.toolchain import ToolchainMissing, find_toolchain
+    from tests.tools import require_kubectl
+
+    try:
+        toolchain = find_toolchain()
+    except ToolchainMissing as err:
+        pytest.skip(f"cluster toolchain not built (`make toolchain`): {err}")
+    directory = Path(tempfile.mkdtemp(prefix="rfo-chart-"))
+    plane = start_control_plane(toolchain, directory)
+    try:
+        for ns in (RELEASE_NS, *WATCHED):
+            status, body = plane.api().request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+            assert status in (201, 409), body
+        for release, extra in (
+            ("wide", []),
+            ("scoped", ["--values", str(VALUES_DIR / "watch-namespaces.yaml")]),
+        ):
+            proc = run_helm(
+                helm_bin, "install", release, str(CHART_DIR), f"--kubeconfig={plane.kubeconfig}",
+                "-n", RELEASE_NS, "--timeout=60s", *extra,
+            )  # fmt: skip
+            assert proc.returncode == 0, f"helm install {release} failed:\n{proc.stderr}"
+        yield Cluster(plane=plane, kubectl=require_kubectl())
+    finally:
+        plane.stop()
+        if not os.environ.get("RAG_KEEP_CONTROLPLANE"):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def deployment(cluster: Cluster, release: str) -> dict[str, Any]:
+    return json.loads(
+        cluster.run(
+            "-n", RELEASE_NS, "get", "deployment", f"{release}-rag-finetune-operator", "-o", "json"
+        ).stdout
+    )
+
+
+def test_peering_objects_exist_for_each_mode(cluster: Cluster) -> None:
+    wide = json.loads(cluster.run("get", "clusterkopfpeerings", "-o", "json").stdout)["items"]
+    assert [p["metadata"]["name"] for p in wide] == ["wide-rag-finetune-operator"]
+    scoped = json.loads(cluster.run("get", "kopfpeerings", "-A", "-o", "json").stdout)["items"]
+    assert sorted(p["metadata"]["namespace"] for p in scoped) == sorted(WATCHED)
+
+
+@pytest.mark.parametrize(("release", "clusterwide"), [("wide", True), ("scoped", False)])
+def test_authorizer_allows_every_controller_call_and_refuses_others(
+    cluster: Cluster, release: str, clusterwide: bool
+) -> None:
+    from rag_operator import permissions
+
+    account = deployment(cluster, release)["spec"]["template"]["spec"]["serviceAccountName"]
+    namespace = "default" if clusterwide else WATCHED[0]
+    denied = [
+        (verb, f"{resource}.{group}" if group else resource)
+        for group, resource, verb in sorted(triples(permissions.rules(clusterwide=clusterwide)))
+        if not cluster.can_i(account, verb, f"{resource}.{group}" if group else resource, namespace)
+    ]
+    assert denied == [], f"{release}: the authorizer refuses calls the controller makes: {denied}"
+    allowed = [(v, r) for v, r in REFUSED if cluster.can_i(account, v, r, namespace)]
+    assert allowed == [], (
+        f"{release}: the ServiceAccount may make calls the controller never makes: {allowed}"
+    )
+    if not clusterwide:
+        assert not cluster.can_i(account, "list", "ragfinetunejobs.rag.finetune.dev", "default")
+
+
+def test_controller_with_the_deployment_args_joins_peering_and_is_live(cluster: Cluster) -> None:
+    from tests.cluster.controlplane import free_port, write_kubeconfig
+
+    plane = cluster.plane
+    spec = deployment(cluster, "wide")["spec"]["template"]["spec"]
+    account = spec["serviceAccountName"]
+    status, body = plane.api().request(
+        "POST", f"/api/v1/namespaces/{RELEASE_NS}/serviceaccounts/{account}/token", {"spec": {}}
+    )
+    assert status == 201, body
+    kubeconfig = write_kubeconfig(
+        plane.directory / "wide-operator.kubeconfig", plane.server, plane.pki.ca.cert,
+        {"token": body["status"]["token"]}, namespace=RELEASE_NS,
+    )  # fmt: skip
+    args = list(spec["containers"][0]["args"])
+    port = free_port()  # the Deployment's port may be taken on this machine
+    args[args.index("--liveness-port") + 1] = str(port)
+    log_path = plane.directory / "logs" / "wide-operator.log"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rag_operator", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
+        )
+    try:
+        deadline, live, peers = time.monotonic() + 60, False, {}
+        while time.monotonic() < deadline and not (live and peers):
+            assert proc.poll() is None, f"the controller exited:\n{log_path.read_text()[-3000:]}"
+            try:
+                live = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200
+            except OSError:
+                live = False
+            peering = yaml.safe_load(
+                cluster.run("get", "clusterkopfpeering", "wide-rag-finetune-operator", "-o", "yaml").stdout
+            )
+            peers = peering.get("status") or {}
+            time.sleep(1)
+        assert live, f"GET /healthz never answered 200:\n{log_path.read_text()[-3000:]}"
+        assert peers, (
+            f"the controller never wrote itself into the peering object:\n{log_path.read_text()[-3000:]}"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    log = log_path.read_text()
+    assert "Forbidden" not in log and " 403" not in log, log[-3000:]

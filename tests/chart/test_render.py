@@ -1,0 +1,208 @@
+"""`helm template` with the defaults and with one values file per option: every object is valid
+Kubernetes, and each option changes exactly what it promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import NAMESPACE, VALUES_DIR, Render, values_files
+from .k8s_schemas import chart_kube_versions, validate_object
+
+CASES = [None, *values_files()]
+IDS = ["defaults", *(p.stem for p in values_files())]
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def deployment(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    (dep,) = by_kind(objs, "Deployment")
+    return dep
+
+
+def controller(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = deployment(objs)["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_every_option_has_a_values_file() -> None:
+    assert len(values_files()) >= 8, "tests/chart/values/ should hold one values file per chart option"
+
+
+@pytest.mark.parametrize("values", CASES, ids=IDS)
+def test_rendered_objects_validate_against_kubernetes_schemas(render: Render, values: Path | None) -> None:
+    objs = render(values)
+    crds = by_kind(objs, "CustomResourceDefinition")
+    assert deployment(objs), "the chart must render the operator Deployment"
+    for kube_version in chart_kube_versions():
+        for obj in objs:
+            validate_object(obj, kube_version, crds)
+
+
+def test_validation_catches_an_invalid_object(render: Render) -> None:
+    """The validator really bites: a Deployment with a string replica count is rejected."""
+    broken = dict(deployment(render()))
+    broken["spec"] = {**broken["spec"], "replicas": "two"}
+    with pytest.raises(AssertionError, match=r"spec\.replicas"):
+        validate_object(broken, chart_kube_versions()[0], [])
+
+
+def test_default_pod_is_hardened(render: Render) -> None:
+    pod = deployment(render())["spec"]["template"]["spec"]
+    container = controller(render())
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+def test_default_liveness_probe_hits_the_controller_health_endpoint(render: Render) -> None:
+    container = controller(render())
+    probe = container["livenessProbe"]["httpGet"]
+    (port,) = container["ports"]
+    assert probe["path"] == "/healthz"
+    assert probe["port"] == port["name"] and port["containerPort"] == 8080
+    assert container["args"][:3] == ["run", "--liveness-port", "8080"]
+
+
+def test_defaults_run_two_peered_replicas_cluster_wide(render: Render) -> None:
+    objs = render()
+    assert deployment(objs)["spec"]["replicas"] == 2
+    args = controller(objs)["args"]
+    (peering,) = by_kind(objs, "ClusterKopfPeering")
+    assert args[args.index("--peering") + 1] == peering["metadata"]["name"]
+    assert "--namespace" not in args and "--standalone" not in args
+    assert by_kind(objs, "ClusterRole") and not by_kind(objs, "Role")
+    (binding,) = by_kind(objs, "ClusterRoleBinding")
+    (sa,) = by_kind(objs, "ServiceAccount")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
+    ]
+    assert deployment(objs)["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+
+
+def test_default_log_level_is_not_verbose(render: Render) -> None:
+    assert "--verbose" not in controller(render())["args"]
+
+
+def test_default_image_is_the_app_version(render: Render) -> None:
+    assert controller(render())["image"] == "ghcr.io/rag-finetune/rag-finetune-operator:0.1.0"
+
+
+def test_single_replica_runs_standalone_without_peering(render: Render) -> None:
+    objs = render(VALUES_DIR / "single-replica.yaml")
+    assert deployment(objs)["spec"]["replicas"] == 1
+    args = controller(objs)["args"]
+    assert "--standalone" in args and "--peering" not in args
+    assert not by_kind(objs, "ClusterKopfPeering") and not by_kind(objs, "KopfPeering")
+
+
+def test_watch_namespaces_uses_a_role_per_namespace_and_no_cluster_role(render: Render) -> None:
+    objs = render(VALUES_DIR / "watch-namespaces.yaml")
+    assert {r["metadata"]["namespace"] for r in by_kind(objs, "Role")} == {"team-a", "team-b"}
+    assert {b["metadata"]["namespace"] for b in by_kind(objs, "RoleBinding")} == {"team-a", "team-b"}
+    for binding in by_kind(objs, "RoleBinding"):
+        assert binding["subjects"][0]["namespace"] == NAMESPACE
+    # The only cluster-wide grant left is kopf's read-only scanning of cluster-scoped objects.
+    (cluster_role,) = by_kind(objs, "ClusterRole")
+    scanned = {r for rule in cluster_role["rules"] for r in rule["resources"]}
+    assert scanned <= {"customresourcedefinitions", "namespaces"}
+    assert {v for rule in cluster_role["rules"] for v in rule["verbs"]} <= {"list", "watch"}
+    args = controller(objs)["args"]
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--namespace"] == ["team-a", "team-b"]
+    assert {p["metadata"]["namespace"] for p in by_kind(objs, "KopfPeering")} == {"team-a", "team-b"}
+    assert not by_kind(objs, "ClusterKopfPeering")
+
+
+def test_existing_service_account_is_used_not_created(render: Render) -> None:
+    objs = render(VALUES_DIR / "service-account.yaml")
+    assert not by_kind(objs, "ServiceAccount")
+    assert deployment(objs)["spec"]["template"]["spec"]["serviceAccountName"] == "rag-operator-sa"
+    (binding,) = by_kind(objs, "ClusterRoleBinding")
+    assert binding["subjects"][0]["name"] == "rag-operator-sa"
+
+
+def test_service_account_name_and_annotations_are_applied(render: Render) -> None:
+    (sa,) = by_kind(render(VALUES_DIR / "service-account-annotations.yaml"), "ServiceAccount")
+    assert sa["metadata"]["name"] == "rag-operator"
+    assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].startswith("rag-operator@")
+
+
+def test_image_values_reach_the_pod(render: Render) -> None:
+    objs = render(VALUES_DIR / "image.yaml")
+    container = controller(objs)
+    assert container["image"] == "registry.example.com/mirror/rag-finetune-operator:0.1.0-rc1"
+    assert container["imagePullPolicy"] == "Always"
+    assert deployment(objs)["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+
+
+def test_scheduling_values_reach_the_pod(render: Render) -> None:
+    objs = render(VALUES_DIR / "scheduling.yaml")
+    pod = deployment(objs)["spec"]["template"]
+    assert pod["spec"]["nodeSelector"] == {"node-role.example.com/system": "true"}
+    assert pod["spec"]["tolerations"][0]["key"] == "dedicated"
+    assert "nodeAffinity" in pod["spec"]["affinity"] and "podAntiAffinity" not in pod["spec"]["affinity"]
+    assert pod["spec"]["priorityClassName"] == "system-cluster-critical"
+    assert pod["metadata"]["annotations"]["example.com/owner"] == "ml-platform"
+    assert pod["metadata"]["labels"]["team"] == "ml-platform"
+
+
+def test_resources_values_reach_the_container(render: Render) -> None:
+    resources = controller(render(VALUES_DIR / "resources.yaml"))["resources"]
+    assert resources == {
+        "requests": {"cpu": "200m", "memory": "256Mi"},
+        "limits": {"cpu": "1", "memory": "512Mi"},
+    }
+
+
+def test_log_level_and_probe_port_reach_the_container(render: Render) -> None:
+    container = controller(render(VALUES_DIR / "logging-and-probe.yaml"))
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert "--verbose" in container["args"]
+    assert env["HTTPS_PROXY"] == "http://proxy.example.com:3128"
+    assert container["args"][:3] == ["run", "--liveness-port", "9090"]
+    assert container["ports"][0]["containerPort"] == 9090
+    assert container["livenessProbe"]["failureThreshold"] == 5
+
+
+def test_rbac_disabled_renders_no_roles(render: Render) -> None:
+    objs = render(VALUES_DIR / "rbac-disabled.yaml")
+    kinds = {o["kind"] for o in objs}
+    assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+
+
+def test_name_overrides_apply_to_objects_and_peering(render: Render) -> None:
+    objs = render(VALUES_DIR / "names.yaml")
+    assert deployment(objs)["metadata"]["name"] == "rag-op"
+    (peering,) = by_kind(objs, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "rag-op-peering"
+    args = controller(objs)["args"]
+    assert args[args.index("--peering") + 1] == "rag-op-peering"
+
+
+@pytest.mark.parametrize("values", CASES, ids=IDS)
+def test_container_args_parse_with_the_controller_cli(render: Render, values: Path | None) -> None:
+    """The chart and `python -m rag_operator run` agree on every flag (the real argparse parser)."""
+    from rag_operator.__main__ import build_parser
+
+    objs = render(values)
+    container = controller(objs)
+    args = build_parser().parse_args(container["args"])
+    assert args.command == "run"
+    assert args.liveness_port == container["ports"][0]["containerPort"]
+    peerings = by_kind(objs, "ClusterKopfPeering") + by_kind(objs, "KopfPeering")
+    if args.standalone:
+        assert not peerings
+    else:
+        assert {p["metadata"]["name"] for p in peerings} == {args.peering}
+    listed = (yaml.safe_load(values.read_text()) if values else {}).get("watchNamespaces", [])
+    assert (args.namespace or []) == listed

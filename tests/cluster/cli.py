@@ -1,0 +1,87 @@
+"""`make cluster-up` / `make cluster-down`: the test control plane, for a person.
+
+Same code as the pytest fixture; the processes outlive this command, and a
+state file in the cache says which ones `down` stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from .controlplane import Component, ControlPlane, StartupError, start_control_plane
+from .toolchain import ToolchainMissing, cache_dir, find_toolchain
+
+
+def state_file() -> Path:
+    return cache_dir() / "controlplane" / "state.json"
+
+
+def load_components(state: dict) -> list[Component]:
+    """The components a previous `up` started (no Popen: they belong to no Python now)."""
+    return [
+        Component(name=c["name"], pid=c["pid"], binary=c["binary"], log=Path(c["log"]))
+        for c in state["components"]
+    ]
+
+
+def up() -> int:
+    """Start the control plane unless one from a previous `up` still runs."""
+    path = state_file()
+    if path.exists():
+        state = json.loads(path.read_text())
+        if all(not c.exited() for c in load_components(state)):
+            print(f"control plane already up; export KUBECONFIG={state['kubeconfig']}")
+            return 0
+        down()
+    try:
+        toolchain = find_toolchain()
+    except ToolchainMissing as err:
+        print(f"cluster-up: {err}", file=sys.stderr)
+        return 1
+    directory = path.parent / "run"
+    shutil.rmtree(directory, ignore_errors=True)
+    try:
+        plane: ControlPlane = start_control_plane(toolchain, directory)
+    except StartupError as err:
+        print(f"cluster-up: {err}", file=sys.stderr)
+        return 1
+    path.write_text(json.dumps(plane.state(), indent=2))
+    timings = ", ".join(f"{step} {seconds:.1f}s" for step, seconds in plane.timings.items())
+    print(f"control plane up at {plane.server} ({timings})")
+    print(f"logs: {directory / 'logs'}")
+    print(f"next: export KUBECONFIG={plane.kubeconfig}; kubectl get rayjobs -A   (stop: make cluster-down)")
+    return 0
+
+
+def down() -> int:
+    """Stop what `up` started; a no-op when nothing runs."""
+    path = state_file()
+    if not path.exists():
+        print("no control plane is up")
+        return 0
+    state = json.loads(path.read_text())
+    plane = ControlPlane(
+        directory=Path(state["directory"]),
+        server=state["server"],
+        kubeconfig=Path(state["kubeconfig"]),
+        pki=None,  # type: ignore[arg-type]  # stopping needs no keys
+        components=load_components(state),
+    )
+    plane.stop()
+    path.unlink()
+    print(f"control plane stopped (data and logs kept in {state['directory']})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.cluster.cli", description=__doc__)
+    parser.add_argument("command", choices=["up", "down"])
+    return {"up": up, "down": down}[parser.parse_args(argv).command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

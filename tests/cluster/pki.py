@@ -1,0 +1,84 @@
+"""A throwaway PKI for a loopback control plane, made with the openssl CLI.
+
+One CA signs the API server's serving certificate and the client certificates
+(admin in group system:masters); a separate key pair signs service-account
+tokens so the TokenRequest API works. EC P-256 keys: fast to generate.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVING_EXT = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+CLIENT_EXT = "extendedKeyUsage=clientAuth\n"
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A certificate (or public key) and its private key, as PEM files."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Every file the control plane components and clients need."""
+
+    ca: KeyPair
+    serving: KeyPair
+    admin: KeyPair
+    service_account: KeyPair  # cert = public key, key = private key
+
+
+def _openssl(openssl: Path, *args: str | Path) -> None:
+    subprocess.run([str(openssl), *map(str, args)], check=True, capture_output=True)
+
+
+def _new_key(openssl: Path, path: Path) -> None:
+    _openssl(openssl, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path)
+
+
+def _signed(openssl: Path, ca: KeyPair, directory: Path, name: str, subject: str, ext: str) -> KeyPair:
+    pair = KeyPair(directory / f"{name}.crt", directory / f"{name}.key")
+    csr, ext_file = directory / f"{name}.csr", directory / f"{name}.ext"
+    _new_key(openssl, pair.key)
+    _openssl(openssl, "req", "-new", "-key", pair.key, "-subj", subject, "-out", csr)
+    ext_file.write_text(ext)
+    _openssl(
+        openssl, "x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key, "-CAcreateserial",
+        "-days", "7", "-extfile", ext_file, "-out", pair.cert,
+    )  # fmt: skip
+    return pair
+
+
+def make_pki(openssl: Path, directory: Path) -> Pki:
+    """Generate the CA, serving, admin and service-account keys under directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = KeyPair(directory / "ca.crt", directory / "ca.key")
+    _new_key(openssl, ca.key)
+    _openssl(
+        openssl,
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        ca.key,
+        "-subj",
+        "/CN=rag-test-ca",
+        "-days",
+        "7",
+        "-out",
+        ca.cert,
+    )
+    sa = KeyPair(directory / "sa.pub", directory / "sa.key")
+    _new_key(openssl, sa.key)
+    _openssl(openssl, "pkey", "-in", sa.key, "-pubout", "-out", sa.cert)
+    return Pki(
+        ca=ca,
+        serving=_signed(openssl, ca, directory, "apiserver", "/CN=kube-apiserver", SERVING_EXT),
+        admin=_signed(openssl, ca, directory, "admin", "/O=system:masters/CN=rag-test-admin", CLIENT_EXT),
+        service_account=sa,
+    )

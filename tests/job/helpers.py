@@ -1,0 +1,37 @@
+"""Ground truth for retrieval tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+K = 5
+
+
+def _table(kb_dir) -> np.ndarray:
+    from rag_job.retrieval.searcher import load_passages
+
+    return np.asarray(load_passages(kb_dir).with_format("numpy")["embeddings"], dtype=np.float32)
+
+
+def exact_top_k(kb_dir, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force over every stored embedding: the ground truth (ids, embeddings)."""
+    table = _table(kb_dir)
+    ids = np.argsort(-(queries @ table.T), axis=1, kind="stable")[:, :k]
+    return ids, table[ids]
+
+
+def assert_exact_top_k(kb_dir, queries: np.ndarray, ids: np.ndarray, embeds: np.ndarray, k: int = K) -> None:
+    """`ids`/`embeds` are an exact top-k: the brute-force scores, each id's own stored embedding.
+
+    Passages whose scores tie to float rounding may come in either order (FAISS and numpy
+    sum in different orders), so ids are compared through their scores; 98% must match
+    position by position all the same.
+    """
+    table = _table(kb_dir)
+    all_scores = queries @ table.T
+    expected_ids = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
+    got_scores = np.take_along_axis(all_scores, ids, axis=1)
+    want_scores = np.take_along_axis(all_scores, expected_ids, axis=1)
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(embeds, table[ids])
+    assert np.mean(ids == expected_ids) >= 0.98, "too many positions differ for ties alone"

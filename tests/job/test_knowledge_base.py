@@ -1,0 +1,192 @@
+"""Knowledge-base ingestion and the errors a user sees for bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from rag_job.knowledge_base import KnowledgeBaseError, ingest, split_into_passages
+
+
+def _write(path, text: str):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_long_texts_are_split_into_passages_of_about_100_words():
+    passages = split_into_passages(" ".join(f"w{i}" for i in range(250)))
+    assert [len(p.split()) for p in passages] == [100, 100, 50]
+    # A short tail is merged instead of becoming a near-empty passage.
+    assert [len(p.split()) for p in split_into_passages(" ".join(["x"] * 210))] == [100, 110]
+
+
+def test_bad_jsonl_rows_are_reported_with_line_numbers_and_skipped(tmp_path):
+    kb = _write(
+        tmp_path / "kb.jsonl",
+        "\n".join(
+            [
+                json.dumps({"id": "a", "title": "A", "text": "alpha text"}),
+                "{not json",
+                json.dumps({"title": "B"}),
+                json.dumps({"id": "a", "title": "C", "text": "dup id"}),
+                json.dumps({"title": "D", "text": 7}),
+                json.dumps({"title": "E", "text": "   "}),
+                json.dumps({"id": "f", "title": "F", "text": "fine"}),
+            ]
+        ),
+    )
+    report = ingest(kb)
+    assert [p.source_id for p in report.passages] == ["a", "f"]
+    assert report.rows_read == 7
+    reasons = {r.line: r.reason for r in report.rejected}
+    assert set(reasons) == {2, 3, 4, 5, 6}
+    assert "not valid JSON" in reasons[2]
+    assert "missing field 'text'" in reasons[3]
+    assert "duplicate id 'a' (first on line 1)" in reasons[4]
+    assert "'text' must be a string" in reasons[5]
+    assert "empty" in reasons[6]
+
+
+def test_strict_mode_stops_at_the_first_bad_row_naming_its_line(tmp_path):
+    kb = _write(tmp_path / "kb.jsonl", '{"title": "A", "text": "ok"}\n{"title": "B"}\n')
+    with pytest.raises(KnowledgeBaseError, match=r"kb.jsonl: line 2: missing field 'text'"):
+        ingest(kb, strict=True)
+
+
+def test_csv_and_tsv_rows_with_wrong_field_counts_are_reported(tmp_path):
+    csv_kb = _write(tmp_path / "kb.csv", 'title,text\nA,"first, with comma"\nB,two,extra\nC\nD,fourth\n')
+    report = ingest(csv_kb)
+    assert [p.title for p in report.passages] == ["A", "D"]
+    assert [r.line for r in report.rejected] == [3, 4]
+    tsv_kb = _write(tmp_path / "kb.tsv", "title\ttext\nA\talpha\nB\n")
+    report = ingest(tsv_kb)
+    assert [p.text for p in report.passages] == ["alpha"]
+    assert report.rejected[0].line == 3
+
+
+def test_a_header_without_title_and_text_is_an_error_naming_the_columns(tmp_path):
+    kb = _write(tmp_path / "kb.csv", "name,body\nA,alpha\n")
+    with pytest.raises(KnowledgeBaseError, match="missing text, title"):
+        ingest(kb)
+
+
+def test_unsupported_or_missing_files_are_errors_naming_the_path(tmp_path):
+    with pytest.raises(KnowledgeBaseError, match=r"nope\.jsonl: knowledge-base file not found"):
+        ingest(tmp_path / "nope.jsonl")
+    with pytest.raises(KnowledgeBaseError, match=r"unsupported knowledge-base format '\.xml'"):
+        ingest(_write(tmp_path / "kb.xml", "<kb/>"))
+
+
+def test_shipped_csv_example_ingests_cleanly():
+    from tests.job.conftest import EXAMPLE_DATA
+
+    report = ingest(EXAMPLE_DATA / "knowledge_base.csv")
+    assert report.rejected == []
+    assert len(report.passages) >= 20
+
+
+def test_build_index_cli_prints_what_it_did_and_reports_bad_rows(tiny_assets, tmp_path):
+    kb = _write(
+        tmp_path / "kb.jsonl",
+        "".join(
+            json.dumps({"title": f"T{i}", "text": f"passage number {i} about rivers"}) + "\n"
+            for i in range(12)
+        )
+        + "{broken\n",
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rag_job",
+            "build-index",
+            "--kb",
+            str(kb),
+            "--ctx-encoder",
+            str(tiny_assets.ctx_encoder),
+            "--out",
+            str(tmp_path / "kb"),
+            "--index-type",
+            "flat",
+            "--shards",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "passages indexed: 12" in result.stdout
+    assert "rows rejected:    1" in result.stdout
+    assert "2 shard(s)" in result.stdout
+    assert "line 13: not valid JSON" in result.stderr
+    assert (tmp_path / "kb" / "index-shard-00-of-02.faiss").is_file()
+
+
+class TestCorruptKnowledgeBase:
+    """Each damaged piece gives an error that names the path, never a crash deep in FAISS or Arrow."""
+
+    @pytest.fixture
+    def kb_copy(self, tiny_assets, tmp_path):
+        target = tmp_path / "kb"
+        shutil.copytree(tiny_assets.kb_flat, target)
+        return target
+
+    def _load(self, kb_dir):
+        from rag_job.retrieval.searcher import KnowledgeBaseSearcher
+
+        return KnowledgeBaseSearcher(kb_dir)
+
+    def test_missing_directory(self, tmp_path):
+        from rag_job.kb_layout import KnowledgeBaseLayoutError
+
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"missing-kb does not exist"):
+            self._load(tmp_path / "missing-kb")
+
+    def test_missing_index_file(self, kb_copy):
+        from rag_job.kb_layout import KnowledgeBaseLayoutError
+
+        (kb_copy / "index.faiss").unlink()
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss does not exist"):
+            self._load(kb_copy)
+
+    def test_corrupt_index_file(self, kb_copy):
+        from rag_job.kb_layout import KnowledgeBaseLayoutError
+
+        (kb_copy / "index.faiss").write_bytes(b"definitely not a faiss index")
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss is corrupt"):
+            self._load(kb_copy)
+
+    def test_truncated_index_file(self, kb_copy):
+        from rag_job.kb_layout import KnowledgeBaseLayoutError
+
+        data = (kb_copy / "index.faiss").read_bytes()
+        (kb_copy / "index.faiss").write_bytes(data[: len(data) // 2])
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss"):
+            self._load(kb_copy)
+
+    def test_corrupt_kb_json(self, kb_copy):
+        from rag_job.kb_layout import KnowledgeBaseLayoutError
+
+        (kb_copy / "kb.json").write_text("{ not json")
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"kb\.json is corrupt"):
+            self._load(kb_copy)
+
+    def test_missing_passages(self, kb_copy):
+        from rag_job.kb_layout import KnowledgeBaseLayoutError
+
+        shutil.rmtree(kb_copy / "passages")
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"passages dataset .*passages does not exist"):
+            self._load(kb_copy)
+
+    def test_corrupt_passages(self, kb_copy):
+        from rag_job.kb_layout import KnowledgeBaseLayoutError
+
+        for arrow in (kb_copy / "passages").glob("*.arrow"):
+            arrow.write_bytes(b"garbage")
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"passages dataset .*passages is corrupt"):
+            self._load(kb_copy)

@@ -1,0 +1,173 @@
+"""Helpers for the operator tests: the examples, the KubeRay schema, an in-memory Kubernetes API."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = {
+    "gpu": REPO / "examples" / "rag-finetune-job.yaml",
+    "cpu": REPO / "examples" / "rag-finetune-job-cpu.yaml",
+}
+#: RagRetrievalCluster example and a job that references it (rendered together).
+RRC_EXAMPLE = REPO / "examples" / "rag-retrieval-cluster.yaml"
+SHARED_JOB_EXAMPLE = REPO / "examples" / "rag-finetune-job-shared.yaml"
+GOLDEN_DIR = Path(__file__).parent / "golden"
+DEFAULT_KUBERAY_CRDS = REPO.parent / "shared" / "kuberay" / "v1.7.0" / "crds"
+
+
+def load_example(which: str) -> dict[str, Any]:
+    return yaml.safe_load(EXAMPLES[which].read_text())
+
+
+def strict(node: Any) -> Any:
+    """Unknown keys become errors (the API server would silently prune them: a typo we must catch)."""
+    if isinstance(node, dict):
+        node = {key: strict(value) for key, value in node.items()}
+        if (
+            node.get("type") == "object"
+            and "properties" in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+            and "additionalProperties" not in node
+        ):
+            node["additionalProperties"] = False
+        return node
+    if isinstance(node, list):
+        return [strict(value) for value in node]
+    return node
+
+
+def load_rayjob_schema() -> dict[str, Any]:
+    """KubeRay v1.7.0's RayJob `ray.io/v1` schema, made strict about unknown fields (skips if absent)."""
+    return load_kuberay_schema("rayjobs")
+
+
+def load_kuberay_schema(plural: str) -> dict[str, Any]:
+    """KubeRay v1.7.0's `ray.io/v1` schema of `plural` (rayjobs, rayclusters), strict (skips if absent)."""
+    crds_dir = Path(os.environ.get("KUBERAY_CRDS_DIR", DEFAULT_KUBERAY_CRDS))
+    path = crds_dir / f"ray.io_{plural}.yaml"
+    if not path.is_file():
+        pytest.skip(
+            f"KubeRay CRDs not found at {crds_dir}: run `make fetch-kuberay-crds` or set KUBERAY_CRDS_DIR"
+        )
+    crd = yaml.safe_load(path.read_text())
+    (v1,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return strict(v1["schema"]["openAPIV3Schema"])
+
+
+# --- an in-memory stand-in for the kubernetes client ------------------------------------------------
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 JSON merge patch (what the API server does with application/merge-patch+json)."""
+    result = copy.deepcopy(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge_patch(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+class FakeCustomObjectsApi:
+    """The subset of kubernetes.client.CustomObjectsApi the controller calls, over a dict.
+
+    No API server runs on these machines, so handler tests use this: same method names,
+    same 404/409 ApiExceptions, merge-patch semantics, uids and generations filled in.
+    """
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self.calls: list[tuple[str, str, str]] = []
+        self._uids = itertools.count(1)
+
+    def _key(self, group: str, plural: str, namespace: str, name: str) -> tuple[str, str, str, str]:
+        return (group, plural, namespace, name)
+
+    def put(self, group: str, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("uid", f"uid-{next(self._uids)}")
+        meta.setdefault("generation", 1)
+        self.objects[self._key(group, plural, meta["namespace"], meta["name"])] = obj
+        return copy.deepcopy(obj)
+
+    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
+        self.calls.append(("get", plural, name))
+        try:
+            return copy.deepcopy(self.objects[self._key(group, plural, namespace, name)])
+        except KeyError:
+            raise ApiException(status=404, reason="Not Found") from None
+
+    def create_namespaced_custom_object(self, group, version, namespace, plural, body):
+        self.calls.append(("create", plural, body["metadata"]["name"]))
+        if self._key(group, plural, namespace, body["metadata"]["name"]) in self.objects:
+            raise ApiException(status=409, reason="AlreadyExists")
+        body = copy.deepcopy(body)
+        body["metadata"]["namespace"] = namespace
+        return self.put(group, plural, body)
+
+    def patch_namespaced_custom_object(self, group, version, namespace, plural, name, body, **kwargs):
+        self.calls.append(("patch", plural, name))
+        key = self._key(group, plural, namespace, name)
+        if key not in self.objects:
+            raise ApiException(status=404, reason="Not Found")
+        body = {k: v for k, v in body.items() if k != "status"}  # the main resource ignores status
+        self.objects[key] = merge_patch(self.objects[key], body)
+        return copy.deepcopy(self.objects[key])
+
+    def patch_namespaced_custom_object_status(self, group, version, namespace, plural, name, body, **kwargs):
+        self.calls.append(("patch-status", plural, name))
+        key = self._key(group, plural, namespace, name)
+        if key not in self.objects:
+            raise ApiException(status=404, reason="Not Found")
+        self.objects[key] = merge_patch(self.objects[key], {"status": body.get("status") or {}})
+        return copy.deepcopy(self.objects[key])
+
+    def list_namespaced_custom_object(self, group, version, namespace, plural, **kwargs):
+        self.calls.append(("list", plural, ""))
+        items = [
+            copy.deepcopy(obj)
+            for (g, p, ns, _), obj in sorted(self.objects.items())
+            if (g, p, ns) == (group, plural, namespace)
+        ]
+        return {"apiVersion": f"{group}/{version}", "kind": "List", "items": items}
+
+    def delete(self, group: str, plural: str, namespace: str, name: str) -> None:
+        del self.objects[self._key(group, plural, namespace, name)]
+
+
+class FakeCoreV1Api:
+    """Records events (CoreV1Event models, as the real client receives them)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def create_namespaced_event(self, namespace: str, body: Any) -> Any:
+        from kubernetes.client import ApiClient
+
+        wire = ApiClient().sanitize_for_serialization(body)  # what would go over HTTP
+        assert wire["metadata"]["namespace"] == namespace
+        self.events.append(wire)
+        return body
+
+    def reasons(self) -> list[str]:
+        return [event["reason"] for event in self.events]
+
+
+class FakeMemo:
+    """kopf's memo as the controller sees it after startup."""
+
+    def __init__(self) -> None:
+        self.custom = FakeCustomObjectsApi()
+        self.core = FakeCoreV1Api()
