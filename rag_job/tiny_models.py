@@ -102,7 +102,7 @@ def warm_up_dpr(
     question_tokenizer,
     ctx_tokenizer,
     pairs: list[RetrievalPair],
-    steps: int = 300,
+    steps: int = 400,
     batch_size: int = 32,
     seed: int = 0,
 ) -> float:
@@ -116,7 +116,7 @@ def warm_up_dpr(
 
     generator = torch.Generator().manual_seed(seed)
     parameters = [*question_encoder.parameters(), *ctx_encoder.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=1e-3)
+    optimizer = torch.optim.AdamW(parameters, lr=3e-3)
     question_encoder.train()
     ctx_encoder.train()
     loss = torch.tensor(0.0)
@@ -133,9 +133,14 @@ def warm_up_dpr(
             max_length=128,
             return_tensors="pt",
         )
-        scores = question_encoder(**queries).pooler_output @ ctx_encoder(**passages).pooler_output.T
+        # Cosine scores with a temperature: plain dot products of a random tiny model saturate the
+        # softmax and the towers collapse onto one vector.
+        query_vectors = torch.nn.functional.normalize(question_encoder(**queries).pooler_output, dim=-1)
+        passage_vectors = torch.nn.functional.normalize(ctx_encoder(**passages).pooler_output, dim=-1)
+        scores = query_vectors @ passage_vectors.T / 0.05
         loss = torch.nn.functional.cross_entropy(scores, torch.arange(len(batch)))
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         optimizer.zero_grad()
     question_encoder.eval()
@@ -150,7 +155,7 @@ def build_tiny_models(
     sizes: TinySizes = TinySizes(),
     seed: int = 0,
     retrieval_pairs: list[RetrievalPair] | None = None,
-    dpr_steps: int = 300,
+    dpr_steps: int = 400,
 ) -> TinyModelPaths:
     """Build and save a tiny RAG checkpoint plus its DPR context encoder.
 
@@ -187,12 +192,27 @@ def build_tiny_models(
     )
     question_encoder = DPRQuestionEncoder(dpr_config)
     ctx_encoder = DPRContextEncoder(dpr_config)
-    # Start both towers from the same weights: questions then land near passages that
-    # share their words, so retrieval is meaningful from the first step, as with a real
-    # pretrained DPR pair.
+    # Both towers start from the same weights, then (with pairs) a short DPR warm-up makes
+    # retrieval meaningful from the first fine-tuning step, as with a real pretrained DPR.
     ctx_encoder.ctx_encoder.bert_model.load_state_dict(
         question_encoder.question_encoder.bert_model.state_dict()
     )
+    if retrieval_pairs:
+        loss = warm_up_dpr(
+            question_encoder,
+            ctx_encoder,
+            question_tokenizer,
+            ctx_tokenizer,
+            retrieval_pairs,
+            dpr_steps,
+            seed=seed,
+        )
+        logger.info(
+            "DPR warm-up on %d pairs: in-batch loss %.3f after %d steps",
+            len(retrieval_pairs),
+            loss,
+            dpr_steps,
+        )
 
     bart_config = BartConfig(
         vocab_size=len(generator_tokenizer),

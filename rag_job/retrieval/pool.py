@@ -122,9 +122,25 @@ class RetrievalPool:
         return cls(spec, handles)
 
     def wait_ready(self, timeout_s: float = 600.0) -> None:
-        """Block until every actor has loaded its shard (index loading happens in the constructor)."""
-        refs = [state.handle.ready.remote() for row in self._replicas for state in row]
-        ray.get(refs, timeout=timeout_s)
+        """Block until every actor has loaded its shard (index loading happens in the constructor).
+
+        An actor Ray is restarting answers "unavailable" for a while: ask it again.
+        """
+        deadline = time.monotonic() + timeout_s
+        pending = {state.name: state.handle for row in self._replicas for state in row}
+        while pending:
+            refs = {name: handle.ready.remote() for name, handle in pending.items()}
+            for name, ref in refs.items():
+                try:
+                    ray.get(ref, timeout=max(1.0, deadline - time.monotonic()))
+                    del pending[name]
+                except ACTOR_FAILURES as err:
+                    if time.monotonic() > deadline:
+                        raise RetrievalUnavailableError(
+                            f"retrieval actor {name} not ready after {timeout_s:.0f}s: {err}"
+                        ) from err
+            if pending:
+                time.sleep(0.5)
 
     def _pick(self, shard: int, exclude: set[int]) -> int:
         now = time.monotonic()
@@ -224,6 +240,10 @@ class RetrievalPool:
                 for shard, row in enumerate(self._replicas)
                 for state in row
             ]
+
+    def actors(self) -> list[tuple[str, ray.actor.ActorHandle]]:
+        """(name, handle) of every actor, shard by shard."""
+        return [(state.name, state.handle) for row in self._replicas for state in row]
 
     def actor_stats(self) -> list[dict]:
         """Each actor's own counters (calls from every client, load time, node)."""

@@ -72,13 +72,11 @@ def health_report(pool, timeout_s: float = 30.0) -> dict:
     import ray
 
     actors = []
-    for row in pool._replicas:
-        for state in row:
-            try:
-                stats = ray.get(state.handle.stats.remote(), timeout=timeout_s)
-                actors.append({"actor": state.name, "alive": True, **stats})
-            except Exception as err:  # an actor Ray is restarting, or one that is gone
-                actors.append({"actor": state.name, "alive": False, "error": type(err).__name__})
+    for name, handle in pool.actors():
+        try:
+            actors.append({"actor": name, "alive": True, **ray.get(handle.stats.remote(), timeout=timeout_s)})
+        except Exception as err:  # an actor Ray is restarting, or one that is gone
+            actors.append({"actor": name, "alive": False, "error": type(err).__name__})
     return {"ready": all(a["alive"] for a in actors), "actors": actors}
 
 

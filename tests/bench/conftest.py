@@ -1,4 +1,4 @@
-"""One real multi-node Ray cluster on loopback for the benchmark tests (trainer and retrieval nodes)."""
+"""The benchmark tests run on the suite's shared multi-node Ray cluster (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def bench_cluster():
-    """Head (driver only), one trainer node (2 workers) and one retrieval node (2 actors)."""
-    import ray
-
-    from rag_job.local_cluster import LocalLayout, connect, start_local_cluster
-
-    cluster = start_local_cluster(
-        LocalLayout(
-            trainer_nodes=1,
-            trainer_cpus=2,
-            workers_per_trainer_node=2,
-            retrieval_nodes=1,
-            retrieval_cpus=2,
-            actors_per_retrieval_node=2,
-        )
-    )
-    connect(cluster)
-    yield cluster
-    ray.shutdown()
-    cluster.shutdown()
+def bench_cluster(ray_cluster):
+    """Trainer and retrieval nodes; the bench functions use the cluster this process drives."""
+    return ray_cluster

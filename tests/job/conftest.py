@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag_job.config import RETRIEVAL_RESOURCE, TRAINER_RESOURCE
-
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_DATA = REPO / "examples" / "data"
 EXAMPLE_KB = EXAMPLE_DATA / "knowledge_base.jsonl"
@@ -41,12 +39,10 @@ def tiny_assets(tmp_path_factory) -> TinyAssets:
     root = tmp_path_factory.mktemp("tiny")
     report = ingest(EXAMPLE_KB)
     qa_train = EXAMPLE_DATA / "qa_train.jsonl"
-    from rag_job.data import read_examples, read_qa_texts
-    from rag_job.tiny_models import retrieval_pairs_for
+    from rag_job.data import read_qa_texts
 
     corpus = [f"{p.title} {p.text}" for p in report.passages] + read_qa_texts(qa_train)
-    pairs = retrieval_pairs_for(report.passages, read_examples(qa_train))
-    paths = build_tiny_models(corpus, root / "models", retrieval_pairs=pairs, dpr_steps=100)
+    paths = build_tiny_models(corpus, root / "models")  # no DPR warm-up: tests need no good retrieval
     embeddings = encode_passages(report.passages, paths.ctx_encoder, progress=False)
     kbs = {}
     for name, index_type, shards in (("flat", "flat", 1), ("flat2", "flat", 2), ("hnsw", "hnsw", 1)):
@@ -61,41 +57,6 @@ def tiny_assets(tmp_path_factory) -> TinyAssets:
         kb_hnsw=kbs["hnsw"],
         qa_train=qa_train,
     )
-
-
-@dataclass(frozen=True)
-class RayNodes:
-    address: str
-    trainer_node_ids: frozenset[str]
-    retrieval_node_ids: frozenset[str]
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """A real multi-node Ray cluster on this machine (head + 1 trainer node + 2 retrieval nodes)."""
-    import ray
-
-    from rag_job.local_cluster import LocalLayout, connect, start_local_cluster
-
-    cluster = start_local_cluster(
-        LocalLayout(
-            trainer_nodes=1,
-            trainer_cpus=4,
-            workers_per_trainer_node=4,
-            retrieval_nodes=2,
-            retrieval_cpus=2,
-            actors_per_retrieval_node=2,
-        )
-    )
-    connect(cluster)
-    nodes = [node for node in ray.nodes() if node["Alive"]]
-    yield RayNodes(
-        address=cluster.address,
-        trainer_node_ids=frozenset(n["NodeID"] for n in nodes if TRAINER_RESOURCE in n["Resources"]),
-        retrieval_node_ids=frozenset(n["NodeID"] for n in nodes if RETRIEVAL_RESOURCE in n["Resources"]),
-    )
-    ray.shutdown()
-    cluster.shutdown()
 
 
 @pytest.fixture(scope="session")

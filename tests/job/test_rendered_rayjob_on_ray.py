@@ -43,6 +43,21 @@ def _cpus(group: dict) -> int:
     return math.ceil(float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu))
 
 
+def _submit_when_the_job_agent_is_up(client, rayjob: dict, timeout_s: float = 120) -> str:
+    """KubeRay also retries: the head's job agent answers a moment after the dashboard."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return client.submit_job(
+                entrypoint=rayjob["spec"]["entrypoint"],
+                runtime_env=yaml.safe_load(rayjob["spec"]["runtimeEnvYAML"]),
+            )
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 def test_the_rendered_cpu_example_succeeds_through_the_job_submission_api(tiny_assets, tmp_path):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
@@ -74,6 +89,9 @@ def test_the_rendered_cpu_example_succeeds_through_the_job_submission_api(tiny_a
             "include_dashboard": True,
             "dashboard_host": LOOPBACK,
             "dashboard_port": dashboard_port,
+            # Free ports: the suite's own cluster may already hold Ray's default agent port.
+            "dashboard_agent_listen_port": _free_port(),
+            "metrics_export_port": _free_port(),
         },
     )
     nodes_by_group: dict[str, set[str]] = {}

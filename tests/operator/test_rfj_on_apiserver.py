@@ -359,7 +359,12 @@ def test_restart_and_a_second_replica_create_no_second_rayjob(plane: ControlPlan
         try:
             wait_for(lambda: all(r.healthy() for r in replicas), 60, "two replicas")
             wait_for(lambda: get(plane, f"{RAYJOBS}/rfj-while-down"), 30, "the RayJob created while down")
-            time.sleep(3)  # let both replicas settle: the paused one must not act
+            wait_for(
+                lambda: any("Pausing operations in favour of" in r.log.read_text() for r in replicas),
+                60,
+                "one replica to stand down (kopf peering)",
+            )
+            time.sleep(2)  # let both replicas settle: the paused one must not act
             assert apply(plane, example("cpu", "rfj-peered"))[0] == 201
             wait_for(lambda: get(plane, f"{RAYJOBS}/rfj-peered"), 30, "the RayJob with two replicas")
             time.sleep(2)

@@ -137,37 +137,12 @@ def test_dashboard_url_is_the_head_service_in_the_clusters_namespace() -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_head() -> Iterator[str]:
-    """A real one-node Ray with its dashboard on loopback, started in its own temp dir with
-    address="local" so it never joins another Ray on this machine. Token authentication is off
-    (RAY_AUTH_MODE=disabled), as on a KubeRay cluster without authOptions: the token path is
-    checked against the loopback server above. Yields the dashboard URL."""
-    import shutil
-    import tempfile
-
-    ray = pytest.importorskip("ray")
-    temp_dir = tempfile.mkdtemp(prefix="rrc-ray-")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("RAY_AUTH_MODE", "disabled")
-        context = ray.init(
-            address="local",
-            _temp_dir=temp_dir,
-            _node_ip_address="127.0.0.1",
-            num_cpus=1,
-            object_store_memory=80 * 2**20,
-            include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            dashboard_port=0,
-            namespace=RETRIEVAL_NAMESPACE,
-            log_to_driver=False,
-        )
-        try:
-            if not context.dashboard_url:
-                pytest.skip("this Ray install runs no dashboard (needs ray[default])")
-            yield f"http://{context.dashboard_url}"
-        finally:
-            ray.shutdown()
-            shutil.rmtree(temp_dir, ignore_errors=True)
+def ray_head(ray_cluster) -> str:
+    """The dashboard URL of the suite's real multi-node Ray cluster (token auth off, as on a
+    KubeRay cluster without authOptions; the token path is checked against the loopback server above)."""
+    if not ray_cluster.dashboard_url:
+        pytest.skip("this Ray install runs no dashboard (needs ray[default])")
+    return ray_cluster.dashboard_url
 
 
 @pytest.mark.ray
@@ -182,7 +157,9 @@ def test_a_real_dashboard_lists_detached_named_actors_and_their_death(ray_head: 
             return 1
 
     handles = [
-        Shard.options(name=actor_name("kb", s, 0), lifetime="detached", max_restarts=0).remote()
+        Shard.options(
+            name=actor_name("kb", s, 0), namespace=RETRIEVAL_NAMESPACE, lifetime="detached", max_restarts=0
+        ).remote()
         for s in range(2)
     ]
     ray.get([h.ping.remote() for h in handles])
@@ -204,6 +181,7 @@ def test_a_real_dashboard_lists_detached_named_actors_and_their_death(ray_head: 
     while (after := summary()).shards_loaded != 1 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert after.alive == {1: 1} and not after.all_loaded
+    ray.kill(handles[1])
 
 
 def test_a_token_is_sent_as_a_bearer_header(
