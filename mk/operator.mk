@@ -37,3 +37,7 @@ test-retrieval-cluster: install ## RagRetrievalCluster tests: render, CRD, handl
 	KUBERAY_CRDS_DIR=$(KUBERAY_CRDS_DIR) $(PY) -m pytest tests/operator/test_rrc_render.py \
 	  tests/operator/test_rrc_crd.py tests/operator/test_rrc_controller.py tests/operator/test_rrc_actors.py \
 	  tests/chart/test_rrc_crd.py $(PYTEST_ARGS)
+
+.PHONY: docs
+docs: install ## regenerate docs/configuration.md (the configuration reference) from the models
+	$(PY) -m rag_operator docs --out docs/configuration.md

@@ -103,6 +103,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _docs(args: argparse.Namespace) -> int:
+    from .reference import reference_markdown
+
+    text = reference_markdown()
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rag_operator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     crd = sub.add_parser("crd", help="print the operator's CRDs, or write them into --out DIR")
     crd.add_argument("--out", help="directory (the chart's crds/)")
     crd.set_defaults(func=_crd)
+
+    docs = sub.add_parser(
+        "docs", help="print the configuration reference (markdown), or write it to --out FILE"
+    )
+    docs.add_argument("--out", help="file to write (docs/configuration.md)")
+    docs.set_defaults(func=_docs)
 
     run = sub.add_parser("run", help="run the controller (kopf)")
     run.add_argument(

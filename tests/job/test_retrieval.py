@@ -85,3 +85,15 @@ def test_killed_retrieval_actor_loses_no_query(pool_factory, tiny_assets, questi
     # The killed actor comes back (max_restarts) as a new process and serves again.
     assert ray.get(victim.ready.remote(), timeout=60)
     assert ray.get(victim.stats.remote())["pid"] != pid_before
+
+
+def test_encoding_spread_over_ray_actors_equals_encoding_in_process(ray_cluster, tiny_assets):
+    from rag_job.index_build import encode_passages, encode_passages_on_ray
+    from rag_job.knowledge_base import ingest
+    from tests.job.conftest import EXAMPLE_KB
+
+    passages = ingest(EXAMPLE_KB).passages[:150]
+    on_ray = encode_passages_on_ray(passages, str(tiny_assets.ctx_encoder), num_actors=2, batch_size=16)
+    in_process = encode_passages(passages, tiny_assets.ctx_encoder, batch_size=16, progress=False)
+    assert on_ray.shape == in_process.shape
+    np.testing.assert_allclose(on_ray, in_process, rtol=1e-4, atol=1e-5)

@@ -344,18 +344,20 @@ def test_an_invalid_resource_gets_an_invalid_condition_and_no_rayjob(
 
 
 def test_restart_and_a_second_replica_create_no_second_rayjob(plane: ControlPlane) -> None:
+    """A peering object of its own: other tests' operators on the shared plane are not its peers."""
+    PEERING = "rfj-restart-test"
     api = plane.api()
     api.request("POST", "/apis/kopf.dev/v1/clusterkopfpeerings", {
-        "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": names.OPERATOR_NAME},
+        "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING},
     })  # fmt: skip
-    first = Operator(plane)
+    first = Operator(plane, "--peering", PEERING)
     try:
         wait_for(first.healthy, 60, "the first replica")
         assert apply(plane, example("cpu", "rfj-restart"))[0] == 201
         original = wait_for(lambda: get(plane, f"{RAYJOBS}/rfj-restart"), 30, "the RayJob")
         first.stop()
         assert apply(plane, example("cpu", "rfj-while-down"))[0] == 201
-        replicas = [Operator(plane), Operator(plane)]
+        replicas = [Operator(plane, "--peering", PEERING), Operator(plane, "--peering", PEERING)]
         try:
             wait_for(lambda: all(r.healthy() for r in replicas), 60, "two replicas")
             wait_for(lambda: get(plane, f"{RAYJOBS}/rfj-while-down"), 30, "the RayJob created while down")
