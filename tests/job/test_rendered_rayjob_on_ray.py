@@ -58,7 +58,7 @@ def _submit_when_the_job_agent_is_up(client, rayjob: dict, timeout_s: float = 12
             time.sleep(2)
 
 
-def test_the_rendered_cpu_example_succeeds_through_the_job_submission_api(tiny_assets, tmp_path):
+def test_the_rendered_cpu_example_succeeds_through_the_job_submission_api(tiny_assets, tmp_path, monkeypatch):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     from rag_job.local_cluster import LOOPBACK, stay_on_loopback
@@ -76,7 +76,7 @@ def test_the_rendered_cpu_example_succeeds_through_the_job_submission_api(tiny_a
     assert cluster_spec["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
 
     # The job image runs `python`: make it this interpreter, for the job's driver too.
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     stay_on_loopback()
     from ray.cluster_utils import Cluster
 

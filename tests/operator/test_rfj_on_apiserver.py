@@ -109,13 +109,17 @@ def plane() -> Iterator[ControlPlane]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+#: The environment as collected, before other tests (Ray's among them) changed this process's.
+_COLLECTED_ENV = dict(os.environ)
+
+
 class Operator:
     """`python -m rag_operator run` as the chart's Deployment runs it, against the plane."""
 
     def __init__(self, plane: ControlPlane, *args: str) -> None:
         self.port = free_port()
         self.log = Path(plane.directory) / f"rag-operator-{self.port}.log"
-        env = dict(os.environ, KUBECONFIG=str(plane.kubeconfig))
+        env = dict(_COLLECTED_ENV, KUBECONFIG=str(plane.kubeconfig))
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "rag_operator", "run", "--liveness-port", str(self.port), *args],
