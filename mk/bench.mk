@@ -1,12 +1,14 @@
-# Benchmarks: torch.distributed vs Ray vs in-process retrieval, and training per retrieval mode.
+# Benchmarks: torch.distributed vs Ray vs in-process retrieval, training per retrieval mode, and job
+# start-up with and without a warm retrieval service.
 BENCH_OUT ?= out/bench
 BENCH_ARGS ?=
 
 .PHONY: bench
-bench: install ## retrieval + training benchmarks sized for 2 cores (<5 min): out/bench/*.json, *.md, retrieval.png
+bench: install ## retrieval, training and start-up benchmarks sized for 2 cores (~7 min): out/bench/*.json, *.md, retrieval.png
 	$(PY) -m rag_job bench retrieval --out $(BENCH_OUT) $(BENCH_ARGS)
 	$(PY) -m rag_job bench train --out $(BENCH_OUT)
-	@echo; cat $(BENCH_OUT)/retrieval.md; echo; cat $(BENCH_OUT)/train.md
+	$(PY) -m rag_job bench startup --out $(BENCH_OUT)
+	@echo; cat $(BENCH_OUT)/retrieval.md; echo; cat $(BENCH_OUT)/train.md; echo; cat $(BENCH_OUT)/startup.md
 
 .PHONY: bench-scale
 bench-scale: install ## the large retrieval benchmark (1M passages, W up to 8; needs ~16 cores and ~32 GiB)

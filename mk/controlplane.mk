@@ -1,9 +1,10 @@
 # Control plane for the cluster tests (tests/cluster): a real kube-apiserver +
-# etcd + kube-controller-manager + KubeRay operator on loopback, no nodes
+# etcd + kube-controller-manager + KubeRay operator on loopback, no nodes; the placement
+# tests add kube-scheduler and kwok (simulated nodes) for themselves
 # (kind needs a Docker engine, which these machines lack).
 
 .PHONY: toolchain
-toolchain: ## build kube-apiserver, kube-controller-manager and the KubeRay operator into $(CACHE_DIR)/bin (once; needs Go)
+toolchain: ## build kube-apiserver, kube-controller-manager, kube-scheduler, the KubeRay operator and kwok into $(CACHE_DIR)/bin (once; needs Go)
 	@PY=$(PY) hack/controlplane/toolchain.sh
 
 .PHONY: test-cluster

@@ -31,6 +31,8 @@ class RunSummary:
     trainer_nodes: list[str] = field(default_factory=list)
     #: Driver time from start to every retrieval actor loaded (near zero on a warm retrieval service).
     retrieval_startup_s: float = 0.0
+    #: Wall clock when `run_training` began: the submit time start-up is measured from.
+    started_unix: float = 0.0
 
 
 def check_before_cluster_work(config: JobConfig) -> None:
@@ -95,6 +97,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
 
     `fail_at_step` kills rank 0 once at that step (tests and failure drills).
     """
+    started_unix = time.time()
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -158,6 +161,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
         actors=pool.actor_stats() if pool else [],
         trainer_nodes=state.get("trainer_nodes", []),
         retrieval_startup_s=retrieval_startup_s,
+        started_unix=started_unix,
     )
     write_metrics(summary, state)
     return summary
@@ -183,6 +187,7 @@ def write_metrics(summary: RunSummary, state: dict) -> None:
         "retrieval_latency_ms_p95": _percentile([h["retrieval_latency_ms_p95"] for h in history], 95),
         "samples_per_s_mean": _mean([h["samples_per_s"] for h in history[1:] or history]),
         "retrieval_startup_s": summary.retrieval_startup_s,
+        "time_to_first_step_s": time_to_first_step(summary),
         "trainer_nodes": summary.trainer_nodes,
         "retrieval_actors": summary.actors,
         "history": history,
@@ -190,6 +195,14 @@ def write_metrics(summary: RunSummary, state: dict) -> None:
     (summary.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     summary.metrics = {**summary.metrics, **{k: v for k, v in metrics.items() if k != "history"}}
     _plot_loss(history, summary.output_dir / "loss.png")
+
+
+def time_to_first_step(summary: RunSummary) -> float | None:
+    """Seconds from `run_training` starting to the end of the first optimizer step (job start-up)."""
+    history = summary.history
+    if not history or "time_unix" not in history[0] or not summary.started_unix:
+        return None
+    return history[0]["time_unix"] - summary.started_unix
 
 
 def _percentile(values: list[float], q: float) -> float | None:

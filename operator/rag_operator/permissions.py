@@ -44,6 +44,8 @@ WORKLOAD: list[Rule] = [
         "resources": [names.RAYCLUSTER_PLURAL],
         "verbs": ["get", "list", "watch", "create"],
     },
+    # a started job's pods, read by its job label to report the ones the scheduler cannot place.
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     # events on RagFinetuneJobs and RagRetrievalClusters, posted by the handlers and by kopf.
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmarks (retrieval, train).")
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmarks (retrieval, train, startup).")
 
 #: `--scale`: the large run, for machines with the cores and memory (about 3 GiB per index copy).
 SCALE_RETRIEVAL = {
@@ -36,6 +37,19 @@ def _int_list(option: str, text: str) -> tuple[int, ...]:
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
+
+
+def _run_and_print(
+    config: Any, run: Callable[[Any], dict], markdown: Callable[[dict], str], out: Path, *written: str
+) -> None:
+    """Validate and run one benchmark, print its tables; a bad option or input exits 2 naming it."""
+    try:
+        config.validate()
+        result = run(config)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(markdown(result))
+    typer.echo("\nwrote " + ", ".join(str(out / name) for name in written))
 
 
 @app.command()
@@ -90,13 +104,9 @@ def retrieval(
         out_dir=out,
         extra_settings={"preset": "--scale" if scale else "default (sized for 2 cores)"},
     )
-    try:
-        config.validate()
-        result = run_retrieval_bench(config)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(str(err))
-    typer.echo(markdown(result))
-    typer.echo(f"\nwrote {out / 'retrieval.json'}, {out / 'retrieval.md'}, {out / 'retrieval.png'}")
+    _run_and_print(
+        config, run_retrieval_bench, markdown, out, "retrieval.json", "retrieval.md", "retrieval.png"
+    )
 
 
 @app.command()
@@ -116,10 +126,39 @@ def train(
     config = TrainBenchConfig(
         workers=workers, steps=steps, batch_size=batch_size, modes=chosen, replicas=replicas, out_dir=out
     )
-    try:
-        config.validate()
-        result = run_train_bench(config)
-    except ValueError as err:
-        _fail(str(err))
-    typer.echo(train_markdown(result))
-    typer.echo(f"\nwrote {out / 'train.json'}, {out / 'train.md'}")
+    _run_and_print(config, run_train_bench, train_markdown, out, "train.json", "train.md")
+
+
+@app.command()
+def startup(
+    out: Annotated[Path, typer.Option(help="Output directory: startup.json, startup.md.")] = Path(
+        "out/bench"
+    ),
+    passages: Annotated[int, typer.Option(help="Synthetic passages in the knowledge base.")] = 200_000,
+    dim: Annotated[
+        int, typer.Option(help="Vector dimension; the tiny model is built at this hidden size.")
+    ] = 768,
+    replicas: Annotated[int, typer.Option(help="Retrieval actors (one flat shard each replica).")] = 2,
+    workers: Annotated[int, typer.Option(help="Ray Train workers per job.")] = 1,
+    steps: Annotated[int, typer.Option(help="Optimizer steps per job (start-up ends at the first).")] = 1,
+    evict_page_cache: Annotated[
+        bool,
+        typer.Option(help="Drop the knowledge base from the page cache before the cold job (fresh pod)."),
+    ] = True,
+    repeats: Annotated[int, typer.Option(help="Warm/cold pairs to run; the table shows medians.")] = 1,
+) -> None:
+    """Job start-up (submit to first step) with its own retrieval actors vs a warm retrieval service."""
+    from rag_job.bench.startup import StartupBenchConfig, run_startup_bench, startup_markdown
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = StartupBenchConfig(
+        passages=passages,
+        dim=dim,
+        replicas=replicas,
+        workers=workers,
+        steps=steps,
+        evict_page_cache=evict_page_cache,
+        repeats=repeats,
+        out_dir=out,
+    )
+    _run_and_print(config, run_startup_bench, startup_markdown, out, "startup.json", "startup.md")

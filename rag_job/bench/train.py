@@ -15,12 +15,18 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rag_job.config import JobConfig
+
+if TYPE_CHECKING:
+    from rag_job.knowledge_base import Passage
+    from rag_job.tiny_models import TinyModelPaths, TinySizes
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +61,23 @@ class TrainBenchConfig:
             raise ValueError("--replicas must be at least 1")
 
 
+def build_example_models(
+    models_dir: Path, sizes: TinySizes | None = None
+) -> tuple[list[Passage], TinyModelPaths]:
+    """Tiny RAG models whose tokenizers know the shipped example passages and questions."""
+    from rag_job.data import read_qa_texts
+    from rag_job.knowledge_base import ingest
+    from rag_job.tiny_models import TinySizes, build_tiny_models
+
+    report = ingest(EXAMPLE_DATA / "knowledge_base.jsonl")
+    corpus = [f"{p.title} {p.text}" for p in report.passages] + read_qa_texts(EXAMPLE_DATA / "qa_train.jsonl")
+    return report.passages, build_tiny_models(corpus, models_dir, sizes=sizes or TinySizes())
+
+
 def prepare_assets(root: Path) -> tuple[Path, Path]:
     """Tiny RAG models and a flat index over the shipped example passages (built once, then reused)."""
-    from rag_job.data import read_qa_texts
     from rag_job.index_build import encode_passages, write_knowledge_base
     from rag_job.kb_layout import KnowledgeBaseLayoutError, load_meta
-    from rag_job.knowledge_base import ingest
-    from rag_job.tiny_models import build_tiny_models
 
     models, kb_dir = root / "models", root / "kb"
     try:
@@ -72,13 +88,9 @@ def prepare_assets(root: Path) -> tuple[Path, Path]:
         pass
     if root.exists():
         shutil.rmtree(root)
-    report = ingest(EXAMPLE_DATA / "knowledge_base.jsonl")
-    corpus = [f"{p.title} {p.text}" for p in report.passages] + read_qa_texts(EXAMPLE_DATA / "qa_train.jsonl")
-    paths = build_tiny_models(corpus, models)
-    embeddings = encode_passages(report.passages, paths.ctx_encoder, progress=False)
-    write_knowledge_base(
-        report.passages, embeddings, kb_dir, "flat", shards=1, ctx_encoder=str(paths.ctx_encoder)
-    )
+    passages, paths = build_example_models(models)
+    embeddings = encode_passages(passages, paths.ctx_encoder, progress=False)
+    write_knowledge_base(passages, embeddings, kb_dir, "flat", shards=1, ctx_encoder=str(paths.ctx_encoder))
     return paths.rag, kb_dir
 
 
@@ -141,7 +153,7 @@ def add_train_ratios(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _kill_job_actors(job: JobConfig) -> None:
+def kill_job_actors(job: JobConfig) -> None:
     """The driver's retrieval actors outlive `run_training` while this process lives; free their slots."""
     import ray
 
@@ -156,34 +168,46 @@ def _kill_job_actors(job: JobConfig) -> None:
             )
 
 
-def run_train_bench(config: TrainBenchConfig) -> dict:
-    """Train once per mode and write train.json and train.md under out_dir."""
+@contextlib.contextmanager
+def bench_cluster(workers: int, replicas: int, actor_cpus: float) -> Iterator[None]:
+    """The Ray cluster this process drives, or a local one sized for the run (shut down afterwards)."""
     import ray
 
-    from rag_job.driver import run_training
     from rag_job.local_cluster import LocalLayout, connect, start_local_cluster
+
+    if ray.is_initialized():
+        yield
+        return
+    per_trainer = math.ceil(workers / 2)
+    per_retrieval = math.ceil(replicas / 2)
+    cluster = start_local_cluster(
+        LocalLayout(
+            trainer_nodes=2,
+            trainer_cpus=per_trainer,
+            workers_per_trainer_node=per_trainer,
+            retrieval_nodes=2,
+            retrieval_cpus=per_retrieval * actor_cpus,
+            actors_per_retrieval_node=per_retrieval,
+        )
+    )
+    connect(cluster)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def run_train_bench(config: TrainBenchConfig) -> dict:
+    """Train once per mode and write train.json and train.md under out_dir."""
+    from rag_job.driver import run_training
 
     config.validate()
     config.out_dir.mkdir(parents=True, exist_ok=True)
     rag, kb_dir = prepare_assets((config.out_dir / "train-assets").resolve())
-    cluster = None
-    if not ray.is_initialized():
-        per_trainer = math.ceil(config.workers / 2)
-        per_retrieval = math.ceil(config.replicas / 2)
-        cluster = start_local_cluster(
-            LocalLayout(
-                trainer_nodes=2,
-                trainer_cpus=per_trainer,
-                workers_per_trainer_node=per_trainer,
-                retrieval_nodes=2,
-                retrieval_cpus=per_retrieval * config.actor_cpus,
-                actors_per_retrieval_node=per_retrieval,
-            )
-        )
-        connect(cluster)
     rows = []
     load_start = os.getloadavg()
-    try:
+    with bench_cluster(config.workers, config.replicas, config.actor_cpus):
         for mode in config.modes:
             run_dir = (config.out_dir / "train-runs" / mode).resolve()
             if run_dir.exists():
@@ -194,7 +218,7 @@ def run_train_bench(config: TrainBenchConfig) -> dict:
                 summary = run_training(job)
             finally:
                 if mode == "ray":
-                    _kill_job_actors(job)
+                    kill_job_actors(job)
             row = summarize_history(mode, summary.history)
             row["wall_s"] = time.perf_counter() - started
             rows.append(row)
@@ -203,10 +227,6 @@ def run_train_bench(config: TrainBenchConfig) -> dict:
                 mode, row["samples_per_s_mean"], row["step_time_s_p50"], row["retrieval_latency_ms_p50"],
                 100 * row["retrieval_share_of_step"],
             )  # fmt: skip
-    finally:
-        if cluster is not None:
-            ray.shutdown()
-            cluster.shutdown()
     result = {
         "benchmark": "train",
         "settings": {

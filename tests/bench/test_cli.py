@@ -17,6 +17,9 @@ from rag_job.bench.cli import app
         (["retrieval", "--k", "50", "--passages", "10"], "--k"),
         (["train", "--modes", "ray,grpc"], "--modes"),
         (["train", "--steps", "1"], "--steps"),
+        (["startup", "--replicas", "0"], "--replicas"),
+        (["startup", "--dim", "7"], "--dim"),
+        (["startup", "--repeats", "0"], "--repeats"),
     ],
 )
 def test_bad_bench_option_is_rejected_naming_it(args, named, tmp_path):

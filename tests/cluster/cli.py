@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from .controlplane import Component, ControlPlane, StartupError, start_control_plane
-from .toolchain import ToolchainMissing, cache_dir, find_toolchain
+from .nodes import NODES, register_nodes, start_scheduler_and_kwok
+from .toolchain import Toolchain, ToolchainMissing, cache_dir, find_toolchain, require_placement
 
 
 def state_file() -> Path:
@@ -49,12 +50,25 @@ def up() -> int:
     except StartupError as err:
         print(f"cluster-up: {err}", file=sys.stderr)
         return 1
+    nodes = _add_simulated_nodes(plane, toolchain)
     path.write_text(json.dumps(plane.state(), indent=2))
     timings = ", ".join(f"{step} {seconds:.1f}s" for step, seconds in plane.timings.items())
     print(f"control plane up at {plane.server} ({timings})")
     print(f"logs: {directory / 'logs'}")
+    print(nodes)
     print(f"next: export KUBECONFIG={plane.kubeconfig}; kubectl get rayjobs -A   (stop: make cluster-down)")
     return 0
+
+
+def _add_simulated_nodes(plane: ControlPlane, toolchain: Toolchain) -> str:
+    """kube-scheduler, kwok and the placement tests' nodes, when built; says what it did."""
+    try:
+        require_placement(toolchain)
+        start_scheduler_and_kwok(plane, toolchain)
+        register_nodes(plane, NODES)
+    except (ToolchainMissing, StartupError) as err:
+        return f"no simulated nodes (pods stay Pending): {err}"
+    return f"simulated nodes (kwok): {', '.join(NODES)}"
 
 
 def down() -> int:

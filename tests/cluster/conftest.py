@@ -13,14 +13,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .controlplane import ControlPlane, start_control_plane
-from .toolchain import REPO, Toolchain, ToolchainMissing, find_toolchain
+from .controlplane import Component, ControlPlane, start_control_plane
+from .nodes import NODES, NodeShape, operator_with_claim, simulated_nodes
+from .toolchain import REPO, Toolchain, ToolchainMissing, find_toolchain, require_placement
 
 _PLANE: list[ControlPlane] = []  # the session's control plane, for the failure hook
 _STARTUP: list[str] = []  # its start-up timings, for the terminal summary
@@ -50,6 +52,32 @@ def control_plane(toolchain: Toolchain) -> Iterator[ControlPlane]:
         plane.stop()
         if not os.environ.get("RAG_KEEP_CONTROLPLANE"):
             shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def nodes(control_plane: ControlPlane, toolchain: Toolchain) -> Iterator[dict[str, NodeShape]]:
+    """Simulated GPU and high-memory nodes with kube-scheduler and kwok, for one test module."""
+    try:
+        require_placement(toolchain)
+    except ToolchainMissing as err:
+        pytest.skip(f"placement toolchain not built: {err}")
+    started = time.monotonic()
+    with simulated_nodes(control_plane, toolchain, NODES) as registered:
+        _STARTUP.append(
+            f"simulated nodes (kube-scheduler, kwok, {len(NODES)} nodes): {time.monotonic() - started:.1f}s"
+        )
+        yield registered
+
+
+@pytest.fixture(scope="module")
+def operator_on_nodes(
+    request: pytest.FixtureRequest, nodes: dict[str, NodeShape], control_plane: ControlPlane, helm_path: str
+) -> Iterator[Component]:
+    """Nodes up, the examples' claim bound in the module's NS, the chart installed as its RELEASE,
+    and our operator watching NS as the chart's ServiceAccount."""
+    module = request.module
+    with operator_with_claim(control_plane, helm_path, module.RELEASE, module.NS) as component:
+        yield component
 
 
 def _shared_tools():

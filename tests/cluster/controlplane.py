@@ -106,7 +106,8 @@ class Api:
         """Send one request; returns (HTTP status, decoded JSON or text)."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.server + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
+        kind = "application/merge-patch+json" if method == "PATCH" else "application/json"
+        request.add_header("Content-Type", kind)
         try:
             with urllib.request.urlopen(request, context=self.context, timeout=10) as response:
                 status, raw = response.status, response.read()

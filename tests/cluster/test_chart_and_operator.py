@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,13 +18,21 @@ from typing import Any
 import pytest
 import yaml
 
-from .controlplane import Component, ControlPlane, free_port, stop_component, write_kubeconfig
-from .kube import eventually, get_json
+from .controlplane import Component, ControlPlane
+from .kube import (
+    CHART,
+    eventually,
+    get_json,
+    install_chart,
+    one_of_kind,
+    operator_running,
+    owned_by,
+    service_account_kubeconfig,
+)
 from .toolchain import REPO
 
 pytestmark = pytest.mark.cluster
 
-CHART = REPO / "charts" / "rag-finetune-operator"
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 CPU_EXAMPLE = REPO / "examples" / "rag-finetune-job-cpu.yaml"
 RELEASE, RELEASE_NAMESPACE, JOBS_NAMESPACE = "rfo", "rfo-system", "rag-jobs"
@@ -43,32 +48,12 @@ def _require(*paths: Path) -> None:
 def release(control_plane: ControlPlane, helm_path: str, kubectl_path: str) -> dict[str, Any]:
     """The chart installed once (watching JOBS_NAMESPACE: a Role there, least privilege)."""
     _require(CHART / "Chart.yaml")
-    api = control_plane.api()
-    for name in (RELEASE_NAMESPACE, JOBS_NAMESPACE):
-        status, body = api.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
-        assert status in (201, 409), body
-    argv = [
-        helm_path, "install", RELEASE, str(CHART), f"--kubeconfig={control_plane.kubeconfig}",
-        f"--namespace={RELEASE_NAMESPACE}", "--set=replicas=1", "--set=peering.enabled=false",
-        f"--set=watchNamespaces={{{JOBS_NAMESPACE}}}", "--timeout=60s",
-    ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"helm install failed:\n{done.stdout}\n{done.stderr}"
-    manifest = subprocess.run(
-        [helm_path, "get", "manifest", RELEASE, f"--namespace={RELEASE_NAMESPACE}",
-         f"--kubeconfig={control_plane.kubeconfig}"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
-    objects = [o for o in yaml.safe_load_all(manifest) if o]
+    objects = install_chart(control_plane, helm_path, RELEASE, RELEASE_NAMESPACE, JOBS_NAMESPACE)
     return {"objects": objects, "kinds": {(o["kind"], o["metadata"]["name"]) for o in objects}}
 
 
 def _one(release: dict[str, Any], kind: str) -> dict[str, Any]:
-    matches = [o for o in release["objects"] if o["kind"] == kind]
-    assert len(matches) == 1, (
-        f"expected one {kind} in the release, got {[m['metadata']['name'] for m in matches]}"
-    )
-    return matches[0]
+    return one_of_kind(release["objects"], kind)
 
 
 def test_helm_install_creates_the_crd_serviceaccount_rbac_and_deployment(release, kubectl) -> None:
@@ -131,25 +116,10 @@ def test_bad_ragfinetunejob_is_refused_naming_the_field(release, kubectl, case: 
     assert field in refused.stderr, refused.stderr
 
 
-def _service_account_token(plane: ControlPlane, namespace: str, account: str) -> str:
-    """A short-lived token for the ServiceAccount, from the TokenRequest API."""
-    path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token"
-    status, body = plane.api().request("POST", path, {"spec": {"expirationSeconds": 3600}})
-    assert status == 201, body
-    return body["status"]["token"]
-
-
 @pytest.fixture(scope="module")
 def operator_kubeconfig(release, control_plane: ControlPlane) -> Path:
     """A kubeconfig carrying a TokenRequest token of the chart's ServiceAccount."""
-    account = _one(release, "ServiceAccount")["metadata"]["name"]
-    return write_kubeconfig(
-        control_plane.directory / "operator.kubeconfig",
-        control_plane.server,
-        control_plane.pki.ca.cert,
-        {"token": _service_account_token(control_plane, RELEASE_NAMESPACE, account)},
-        namespace=JOBS_NAMESPACE,
-    )
+    return service_account_kubeconfig(control_plane, release["objects"], RELEASE_NAMESPACE, JOBS_NAMESPACE)
 
 
 def test_chart_serviceaccount_may_use_rayjobs_only_in_the_watched_namespace(
@@ -167,22 +137,8 @@ def test_chart_serviceaccount_may_use_rayjobs_only_in_the_watched_namespace(
 def operator_process(operator_kubeconfig: Path, control_plane: ControlPlane) -> Iterator[Component]:
     """`python -m rag_operator run --standalone --namespace JOBS_NAMESPACE`, as the chart's ServiceAccount."""
     _require(REPO / "operator" / "rag_operator" / "__main__.py", CPU_EXAMPLE)
-    kubeconfig = operator_kubeconfig
-    log = control_plane.directory / "logs" / "rag-operator.log"
-    argv = [sys.executable, "-m", "rag_operator", "run", "--standalone", "--namespace", JOBS_NAMESPACE]
-    argv += ["--liveness-port", str(free_port())]
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "RAG_OPERATOR_LOG_LEVEL": "debug"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    component = Component(
-        name="rag-operator", pid=process.pid, binary=sys.executable, log=log, process=process
-    )
-    control_plane.components.append(component)  # its log tail joins a failed test's report
-    time.sleep(1)
-    assert process.poll() is None, f"the operator exited at once:\n{component.log_tail()}"
-    yield component
-    stop_component(component)
-    control_plane.components.remove(component)
+    with operator_running(control_plane, operator_kubeconfig, JOBS_NAMESPACE, "rag-operator") as component:
+        yield component
 
 
 def test_operator_turns_the_cpu_example_into_one_owned_rayjob_that_kuberay_reconciles(
@@ -195,9 +151,7 @@ def test_operator_turns_the_cpu_example_into_one_owned_rayjob_that_kuberay_recon
 
     def owned_rayjobs() -> list[dict[str, Any]]:
         jobs = get_json(kubectl, "rayjobs", "-n", JOBS_NAMESPACE)["items"]
-        return [
-            j for j in jobs if any(o["uid"] == owner_uid for o in j["metadata"].get("ownerReferences", []))
-        ]
+        return [j for j in jobs if owned_by(j, owner_uid)]
 
     eventually(owned_rayjobs, timeout=90, what="a RayJob owned by the RagFinetuneJob")
     time.sleep(3)  # a second reconcile must not create a second RayJob
@@ -207,6 +161,6 @@ def test_operator_turns_the_cpu_example_into_one_owned_rayjob_that_kuberay_recon
 
     def kuberay_cluster() -> bool:
         clusters = get_json(kubectl, "rayclusters", "-n", JOBS_NAMESPACE)["items"]
-        return any(o["uid"] == rayjob_uid for c in clusters for o in c["metadata"].get("ownerReferences", []))
+        return any(owned_by(c, rayjob_uid) for c in clusters)
 
     eventually(kuberay_cluster, timeout=60, what="KubeRay's RayCluster for the operator's RayJob")

@@ -4,15 +4,12 @@ KubeRay reconciling the RayCluster, the service RayJob and a job's clusterSelect
 
 No nodes: pods stay Pending and no Ray process runs, so the cluster never turns Ready; what is
 checked is everything up to that point (objects, ownership, KubeRay's acceptance, a waiting
-job, a held deletion).
+job, a held deletion). test_retrieval_cluster_ready.py takes it to Ready on simulated nodes.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,16 +17,15 @@ from typing import Any
 import pytest
 import yaml
 
-from .controlplane import Component, ControlPlane, free_port, stop_component, write_kubeconfig
-from .kube import eventually, get_json
+from .controlplane import Component, ControlPlane
+from .kube import chart_operator, eventually, get_if_exists, get_json, owned_by
 from .toolchain import REPO
 
 pytestmark = pytest.mark.cluster
 
-CHART = REPO / "charts" / "rag-finetune-operator"
 RRC_EXAMPLE = REPO / "examples" / "rag-retrieval-cluster.yaml"
 SHARED_JOB_EXAMPLE = REPO / "examples" / "rag-finetune-job-shared.yaml"
-RELEASE, RELEASE_NAMESPACE, NS = "rrc", "rrc-system", "rrc-jobs"
+RELEASE, NS = "rrc", "rrc-jobs"
 CLUSTER = "wiki-dpr"
 SERVICE = f"{CLUSTER}-retrieval-service"
 
@@ -43,102 +39,34 @@ def _manifest(path: Path, name: str | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def operator_kubeconfig(control_plane: ControlPlane, helm_path: str) -> Path:
-    """The chart installed (watching NS), and a kubeconfig with its ServiceAccount's token."""
-    api = control_plane.api()
-    for name in (RELEASE_NAMESPACE, NS):
-        status, body = api.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
-        assert status in (201, 409), body
-    argv = [
-        helm_path, "install", RELEASE, str(CHART), f"--kubeconfig={control_plane.kubeconfig}",
-        f"--namespace={RELEASE_NAMESPACE}", "--set=replicas=1", "--set=peering.enabled=false",
-        f"--set=watchNamespaces={{{NS}}}", "--timeout=60s",
-    ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"helm install failed:\n{done.stdout}\n{done.stderr}"
-    manifest = subprocess.run(
-        [helm_path, "get", "manifest", RELEASE, f"--namespace={RELEASE_NAMESPACE}",
-         f"--kubeconfig={control_plane.kubeconfig}"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout  # fmt: skip
-    (account,) = [o for o in yaml.safe_load_all(manifest) if o and o["kind"] == "ServiceAccount"]
-    path = f"/api/v1/namespaces/{RELEASE_NAMESPACE}/serviceaccounts/{account['metadata']['name']}/token"
-    status, body = api.request("POST", path, {"spec": {"expirationSeconds": 3600}})
-    assert status == 201, body
-    return write_kubeconfig(
-        control_plane.directory / "rrc-operator.kubeconfig",
-        control_plane.server,
-        control_plane.pki.ca.cert,
-        {"token": body["status"]["token"]},
-        namespace=NS,
-    )
-
-
-@pytest.fixture(scope="module")
-def operator_process(operator_kubeconfig: Path, control_plane: ControlPlane) -> Iterator[Component]:
-    """`python -m rag_operator run --standalone --namespace NS` as the chart's ServiceAccount."""
-    log = control_plane.directory / "logs" / "rrc-operator.log"
-    argv = [sys.executable, "-m", "rag_operator", "run", "--standalone", "--namespace", NS]
-    argv += ["--liveness-port", str(free_port())]
-    env = {**os.environ, "KUBECONFIG": str(operator_kubeconfig), "RAG_OPERATOR_LOG_LEVEL": "debug"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    component = Component(
-        name="rrc-operator", pid=process.pid, binary=sys.executable, log=log, process=process
-    )
-    control_plane.components.append(component)
-    time.sleep(1)
-    assert process.poll() is None, f"the operator exited at once:\n{component.log_tail()}"
-    yield component
-    stop_component(component)
-    control_plane.components.remove(component)
+def operator_process(control_plane: ControlPlane, helm_path: str) -> Iterator[Component]:
+    """The chart installed (watching NS) and our operator running as its ServiceAccount."""
+    with chart_operator(control_plane, helm_path, RELEASE, NS) as component:
+        yield component
 
 
 @pytest.fixture(scope="module")
 def retrieval_cluster(operator_process, control_plane: ControlPlane, kubectl_path: str) -> dict[str, Any]:
     """The example RagRetrievalCluster applied once; returns it as stored."""
-    argv = [kubectl_path, f"--kubeconfig={control_plane.kubeconfig}", "apply", "-f", "-"]
+    config = f"--kubeconfig={control_plane.kubeconfig}"
+    argv = [kubectl_path, config, "apply", "-f", "-"]
     done = subprocess.run(argv, input=_manifest(RRC_EXAMPLE), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    argv = [
-        kubectl_path,
-        f"--kubeconfig={control_plane.kubeconfig}",
-        "get",
-        "rrc",
-        CLUSTER,
-        "-n",
-        NS,
-        "-o",
-        "yaml",
-    ]
+    argv = [kubectl_path, config, "get", "rrc", CLUSTER, "-n", NS, "-o", "yaml"]
     return yaml.safe_load(subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout)
-
-
-def _owned_by(obj: dict[str, Any], uid: str) -> bool:
-    return any(ref["uid"] == uid for ref in obj["metadata"].get("ownerReferences", []))
 
 
 def test_operator_creates_the_raycluster_and_service_that_kuberay_accepts(retrieval_cluster, kubectl) -> None:
     uid = retrieval_cluster["metadata"]["uid"]
     raycluster = eventually(
-        lambda: (
-            (kubectl("get", "raycluster", CLUSTER, "-n", NS).returncode == 0)
-            and get_json(kubectl, "raycluster", CLUSTER, "-n", NS)
-        ),
-        timeout=60,
-        what="the RayCluster",
+        lambda: get_if_exists(kubectl, "raycluster", CLUSTER, "-n", NS), 60, "the RayCluster"
     )
-    assert _owned_by(raycluster, uid)
+    assert owned_by(raycluster, uid)
     assert raycluster["spec"]["enableInTreeAutoscaling"] is True
     service = eventually(
-        lambda: (
-            (kubectl("get", "rayjob", SERVICE, "-n", NS).returncode == 0)
-            and get_json(kubectl, "rayjob", SERVICE, "-n", NS)
-        ),
-        timeout=30,
-        what="the service RayJob",
+        lambda: get_if_exists(kubectl, "rayjob", SERVICE, "-n", NS), 30, "the service RayJob"
     )
-    assert _owned_by(service, uid)
+    assert owned_by(service, uid)
     assert service["spec"]["clusterSelector"] == {"ray.io/cluster": CLUSTER}
 
     def head_pod() -> dict[str, Any] | None:

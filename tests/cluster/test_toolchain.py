@@ -3,6 +3,7 @@ and a missing binary or a missing Go says what to do (no control plane needed)."
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -10,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from .toolchain import REPO, ToolchainMissing, find_toolchain, k8s_version, kuberay_operator_version
+from .toolchain import (
+    REPO,
+    ToolchainMissing,
+    find_toolchain,
+    k8s_version,
+    kuberay_operator_version,
+    pinned_version,
+    require_placement,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -32,9 +41,17 @@ def test_k8s_version_without_a_kubernetes_requirement_says_so(tmp_path: Path) ->
         k8s_version(go_mod)
 
 
-def test_repo_pins_a_kubernetes_release_and_a_kuberay_operator() -> None:
+def test_repo_pins_a_kubernetes_release_a_kuberay_operator_and_kwok() -> None:
     assert k8s_version().startswith("v1.")
     assert kuberay_operator_version().startswith("v1.")
+    assert pinned_version("KWOK_VERSION").startswith("v0.")
+
+
+def test_a_missing_pin_names_the_key_and_the_file(tmp_path: Path) -> None:
+    env = tmp_path / "versions.env"
+    env.write_text("KUBERAY_OPERATOR_VERSION=v1.6.0\n")
+    with pytest.raises(ToolchainMissing, match="has no KWOK_VERSION= line"):
+        pinned_version("KWOK_VERSION", env)
 
 
 def test_empty_cache_names_the_missing_binary_and_the_fix(tmp_path: Path, monkeypatch) -> None:
@@ -44,6 +61,17 @@ def test_empty_cache_names_the_missing_binary_and_the_fix(tmp_path: Path, monkey
     message = str(err.value)
     assert str(tmp_path / "bin") in message
     assert "make toolchain" in message
+
+
+def test_placement_binaries_are_checked_apart_from_the_control_planes(tmp_path: Path, monkeypatch) -> None:
+    """kube-scheduler and kwok only gate the placement tests: find_toolchain does not ask for them."""
+    try:
+        toolchain = find_toolchain()
+    except ToolchainMissing as err:
+        pytest.skip(f"control-plane toolchain not built: {err}")
+    missing = dataclasses.replace(toolchain, kwok=tmp_path / "kwok")
+    with pytest.raises(ToolchainMissing, match=re.escape(f"{tmp_path / 'kwok'} is missing")):
+        require_placement(missing)
 
 
 def test_toolchain_script_without_go_fails_in_one_line(tmp_path: Path) -> None:
@@ -59,5 +87,5 @@ def test_toolchain_script_without_go_fails_in_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        "toolchain: Go is not installed (need go >= 1.25 on PATH); the cluster tests will be skipped."
+        "toolchain: Go is not installed (need go >= 1.26 on PATH); the cluster tests will be skipped."
     ]

@@ -25,7 +25,9 @@ class Toolchain:
     etcd: Path
     kube_apiserver: Path
     kube_controller_manager: Path
+    kube_scheduler: Path
     ray_operator: Path
+    kwok: Path
     openssl: Path
     kuberay_crds: tuple[Path, ...]
     k8s_version: str
@@ -49,12 +51,20 @@ def k8s_version(go_mod: Path = REPO / "hack" / "k8s" / "go.mod") -> str:
     raise ToolchainMissing(f"{go_mod} does not require k8s.io/kubernetes")
 
 
-def kuberay_operator_version(env: Path = REPO / "hack" / "controlplane" / "versions.env") -> str:
-    """The KubeRay operator release pinned in versions.env."""
+VERSIONS_ENV = REPO / "hack" / "controlplane" / "versions.env"
+
+
+def pinned_version(key: str, env: Path = VERSIONS_ENV) -> str:
+    """A version pinned in versions.env as KEY=VERSION."""
     for line in env.read_text().splitlines():
-        if line.startswith("KUBERAY_OPERATOR_VERSION="):
+        if line.startswith(f"{key}="):
             return line.split("=", 1)[1].strip()
-    raise ToolchainMissing(f"{env} has no KUBERAY_OPERATOR_VERSION= line")
+    raise ToolchainMissing(f"{env} has no {key}= line")
+
+
+def kuberay_operator_version(env: Path = VERSIONS_ENV) -> str:
+    """The KubeRay operator release pinned in versions.env."""
+    return pinned_version("KUBERAY_OPERATOR_VERSION", env)
 
 
 def kuberay_crds_dir() -> Path:
@@ -81,7 +91,9 @@ def find_toolchain() -> Toolchain:
         etcd=etcd_binary(),
         kube_apiserver=bin_dir / f"kube-apiserver-{k8s}" / "kube-apiserver",
         kube_controller_manager=bin_dir / f"kube-controller-manager-{k8s}" / "kube-controller-manager",
+        kube_scheduler=bin_dir / f"kube-scheduler-{k8s}" / "kube-scheduler",
         ray_operator=bin_dir / f"ray-operator-{kuberay}" / "ray-operator",
+        kwok=bin_dir / f"kwok-{pinned_version('KWOK_VERSION')}" / "kwok",
         openssl=Path(openssl or "openssl"),
         kuberay_crds=(
             kuberay_crds_dir() / "ray.io_rayclusters.yaml",
@@ -104,6 +116,13 @@ def find_toolchain() -> Toolchain:
             fix = "set KUBERAY_CRDS_DIR" if path.parent == kuberay_crds_dir() else build_hint()
             raise ToolchainMissing(f"{path} is missing: {fix}")
     return toolchain
+
+
+def require_placement(toolchain: Toolchain) -> None:
+    """kube-scheduler and kwok (only the placement tests run them), or ToolchainMissing with the fix."""
+    for path in (toolchain.kube_scheduler, toolchain.kwok):
+        if not path.exists():
+            raise ToolchainMissing(f"{path} is missing: {build_hint()}")
 
 
 def build_hint() -> str:
