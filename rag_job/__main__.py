@@ -173,12 +173,12 @@ def evaluate_command(
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/demo"),
-    max_steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 600,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps [default: 400].")] = None,
 ) -> None:
     """Build tiny models and the index from the shipped knowledge base, fine-tune with Ray retrieval, report."""
-    from rag_job.demo import run_demo
+    from rag_job.demo import DEMO_STEPS, run_demo
 
-    run_demo(out, max_steps=max_steps)
+    run_demo(out, max_steps=max_steps or DEMO_STEPS)
 
 
 @app.command("serve-retrieval")

@@ -17,6 +17,8 @@ from rich.table import Table
 from rag_job.config import JobConfig
 
 EXAMPLE_DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
+#: Enough for the tiny generator to learn most of the 349 training answers (EM ~0.8) on 2 cores.
+DEMO_STEPS = 400
 
 
 def demo_config(out: Path, models: Path, kb_dir: Path, max_steps: int) -> JobConfig:
@@ -45,7 +47,7 @@ def demo_config(out: Path, models: Path, kb_dir: Path, max_steps: int) -> JobCon
     )
 
 
-def run_demo(out: Path, max_steps: int = 120) -> dict:
+def run_demo(out: Path, max_steps: int = DEMO_STEPS) -> dict:
     import shutil
 
     from rag_job.data import read_examples, read_qa_texts
@@ -124,6 +126,7 @@ def _print_results(console: Console, metrics: dict, node_names: dict[str, str]) 
     for key, label in (
         ("eval_exact_match", "exact match"),
         ("eval_f1", "F1"),
+        ("eval_retrieval_recall_at_k", "gold passage in top k (recall@k)"),
         ("eval_retrieval_precision_at_k", "retrieval precision@k"),
     ):
         if key in before or key in after:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag_job.data import QAExample
-from rag_job.metrics import exact_match, f1_score, precision_at_k
+from rag_job.metrics import exact_match, f1_score, precision_at_k, recall_at_k
 
 
 @dataclass
@@ -25,6 +25,7 @@ class EvalSums:
     f1: float = 0.0
     examples: int = 0
     precision_at_k: float = 0.0
+    recall_at_k: float = 0.0
     examples_with_gold: int = 0
 
     def as_metrics(self, prefix: str = "eval") -> dict[str, float]:
@@ -35,6 +36,7 @@ class EvalSums:
         }
         if self.examples_with_gold:
             metrics[f"{prefix}_retrieval_precision_at_k"] = self.precision_at_k / self.examples_with_gold
+            metrics[f"{prefix}_retrieval_recall_at_k"] = self.recall_at_k / self.examples_with_gold
         return metrics
 
     def to_list(self) -> list[float]:
@@ -43,13 +45,14 @@ class EvalSums:
             self.f1,
             float(self.examples),
             self.precision_at_k,
+            self.recall_at_k,
             float(self.examples_with_gold),
         ]
 
     @classmethod
     def from_list(cls, values: Sequence[float]) -> EvalSums:
-        em, f1, n, p, ng = values
-        return cls(em, f1, int(n), p, int(ng))
+        em, f1, n, precision, recall, n_gold = values
+        return cls(em, f1, int(n), precision, recall, int(n_gold))
 
 
 def generate_answers(
@@ -119,6 +122,7 @@ def evaluate(
             sums.examples += 1
             if example.gold_ids:
                 sums.precision_at_k += precision_at_k(doc_ids, example.gold_ids, k)
+                sums.recall_at_k += recall_at_k(doc_ids, example.gold_ids, k)
                 sums.examples_with_gold += 1
             if predictions_out is not None:
                 predictions_out.append(

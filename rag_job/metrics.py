@@ -43,3 +43,10 @@ def precision_at_k(retrieved_ids: Sequence[str], gold_ids: Iterable[str], k: int
     gold = set(gold_ids)
     top = list(retrieved_ids)[:k]
     return sum(1 for doc in top if doc in gold) / k if k else 0.0
+
+
+def recall_at_k(retrieved_ids: Sequence[str], gold_ids: Iterable[str], k: int) -> float:
+    """1.0 when any gold passage is in the top k. With one gold passage per question this is
+    the figure to read: precision@k is then at most 1/k even for perfect retrieval."""
+    gold = set(gold_ids)
+    return float(any(doc in gold for doc in list(retrieved_ids)[:k]))

@@ -40,6 +40,17 @@ class TinySizes:
     #: Retrieved passage + question tokens fed to the generator (RagConfig.max_combined_length).
     max_combined_length: int = 128
     n_docs: int = 3
+    #: No dropout: these models fit a few hundred examples in minutes, and dropout slows that
+    #: fitting several-fold (the DPR warm-up reaches recall@3 ~0.8 in 400 steps without it, ~0.03 with 0.1).
+    dropout: float = 0.0
+
+    @property
+    def init_std(self) -> float:
+        """Weight init scale 1/sqrt(hidden). The BERT/BART default of 0.02 is tuned for widths near
+        1024; at width 64 it leaves attention uniform and cross-attention's signal ~100x below the
+        residual, so a tiny generator ignores its input for hundreds of steps and answers every
+        question alike."""
+        return self.hidden**-0.5
 
 
 @dataclass(frozen=True)
@@ -116,7 +127,7 @@ def warm_up_dpr(
 
     generator = torch.Generator().manual_seed(seed)
     parameters = [*question_encoder.parameters(), *ctx_encoder.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=3e-3)
+    optimizer = torch.optim.AdamW(parameters, lr=2e-3)
     question_encoder.train()
     ctx_encoder.train()
     loss = torch.tensor(0.0)
@@ -145,7 +156,7 @@ def warm_up_dpr(
         optimizer.zero_grad()
     question_encoder.eval()
     ctx_encoder.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def build_tiny_models(
@@ -189,6 +200,9 @@ def build_tiny_models(
         intermediate_size=sizes.ffn,
         max_position_embeddings=sizes.max_positions,
         pad_token_id=question_tokenizer.pad_token_id,
+        initializer_range=sizes.init_std,
+        hidden_dropout_prob=sizes.dropout,
+        attention_probs_dropout_prob=sizes.dropout,
     )
     question_encoder = DPRQuestionEncoder(dpr_config)
     ctx_encoder = DPRContextEncoder(dpr_config)
@@ -224,6 +238,8 @@ def build_tiny_models(
         encoder_ffn_dim=sizes.ffn,
         decoder_ffn_dim=sizes.ffn,
         max_position_embeddings=max(sizes.max_positions, sizes.max_combined_length + 2),
+        dropout=sizes.dropout,
+        init_std=sizes.init_std,
         pad_token_id=generator_tokenizer.pad_token_id,
         bos_token_id=generator_tokenizer.bos_token_id,
         eos_token_id=generator_tokenizer.eos_token_id,

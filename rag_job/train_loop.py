@@ -109,6 +109,15 @@ def _window_metrics(history: list[dict], latencies: list[float], since: int) -> 
     }
 
 
+def _quiet_ray_train_reports() -> None:
+    """Ray Train logs every report's whole metrics dict at INFO on every rank; our progress line says it once."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray Train version: leave its logging alone
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(loop_config: dict) -> None:
     import ray
     import ray.train
@@ -122,6 +131,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from rag_job.retrieval.pool import PoolSpec
     from rag_job.retrieval.searcher import load_passages
 
+    _quiet_ray_train_reports()
     config = JobConfig.model_validate_json(loop_config["job"])
     pool_spec = PoolSpec(**loop_config["pool"]) if loop_config.get("pool") else None
     context = ray.train.get_context()

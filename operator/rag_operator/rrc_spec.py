@@ -10,54 +10,25 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError
 
 from .spec import (
     Condition,
-    CpuQuantity,
     EnvVar,
     HeadSpec,
-    Quantity,
     RetrievalGroupSpec,
     SecretEnv,
     SpecError,
     StorageSpec,
+    TrainerPodSpec,
     _K8s,
-    _Placement,
 )
 
 
-class TrainerPoolSpec(_Placement):
+class TrainerPoolSpec(TrainerPodSpec):
     """GPU pods for the jobs' Ray Train workers: autoscaled from zero, each declares `rag_trainer`."""
 
     max_replicas: int = Field(default=4, ge=1, description="Most trainer pods the autoscaler may start.")
-    gpus_per_pod: int = Field(
-        default=1, ge=0, description="GPUs per trainer pod (0: CPU training). Also Ray's num-gpus."
-    )
-    gpu_resource: str = Field(
-        default="nvidia.com/gpu", min_length=1, description="Extended resource name of the GPU limit."
-    )
-    workers_per_pod: int | None = Field(
-        default=None,
-        ge=1,
-        description="Ray Train workers per pod; defaults to gpusPerPod (one GPU per worker), or 1 on CPU.",
-    )
-    cpu: CpuQuantity = Field(default="4", description="CPU request and limit per trainer pod.")
-    memory: Quantity = Field(default="16Gi", description="Memory request and limit per trainer pod.")
-
-    @model_validator(mode="after")
-    def _one_gpu_per_worker(self) -> TrainerPoolSpec:
-        if self.gpus_per_pod and self.workers_per_pod not in (None, self.gpus_per_pod):
-            raise ValueError(
-                f"workersPerPod ({self.workers_per_pod}) must equal gpusPerPod ({self.gpus_per_pod}): "
-                "each Ray Train worker uses one GPU; omit workersPerPod"
-            )
-        return self
-
-    @property
-    def workers(self) -> int:
-        """Ray Train workers per pod."""
-        return self.workers_per_pod or self.gpus_per_pod or 1
 
 
 class AutoscalerSpec(_K8s):

@@ -128,10 +128,9 @@ class _Placement(_K8s):
     affinity: Affinity | None = Field(default=None, description="Pod affinity (Kubernetes Affinity object).")
 
 
-class TrainerGroupSpec(_Placement):
-    """GPU pods that run the Ray Train workers; each declares the `rag_trainer` Ray resource."""
+class TrainerPodSpec(_Placement):
+    """One GPU trainer pod: shared by a job's own trainer group and a retrieval cluster's pool."""
 
-    replicas: int = Field(default=1, ge=1, description="Trainer pods.")
     gpus_per_pod: int = Field(
         default=1, ge=0, description="GPUs per trainer pod (0: CPU training). Also Ray's num-gpus."
     )
@@ -147,7 +146,7 @@ class TrainerGroupSpec(_Placement):
     memory: Quantity = Field(default="16Gi", description="Memory request and limit per trainer pod.")
 
     @model_validator(mode="after")
-    def _one_gpu_per_worker(self) -> TrainerGroupSpec:
+    def _one_gpu_per_worker(self) -> TrainerPodSpec:
         if self.gpus_per_pod and self.workers_per_pod not in (None, self.gpus_per_pod):
             raise ValueError(
                 f"workersPerPod ({self.workers_per_pod}) must equal gpusPerPod ({self.gpus_per_pod}): "
@@ -159,6 +158,12 @@ class TrainerGroupSpec(_Placement):
     def workers(self) -> int:
         """Ray Train workers per pod."""
         return self.workers_per_pod or self.gpus_per_pod or 1
+
+
+class TrainerGroupSpec(TrainerPodSpec):
+    """GPU pods that run the Ray Train workers; each declares the `rag_trainer` Ray resource."""
+
+    replicas: int = Field(default=1, ge=1, description="Trainer pods.")
 
 
 class RetrievalGroupSpec(_Placement):

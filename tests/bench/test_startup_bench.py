@@ -12,7 +12,9 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 def test_tiny_startup_bench_reports_cold_and_warm_and_the_warm_job_loads_no_index(bench_cluster, tmp_path):
     from rag_job.bench.startup import StartupBenchConfig, run_startup_bench
 
-    config = StartupBenchConfig(passages=500, dim=64, replicas=2, workers=1, steps=1, out_dir=tmp_path)
+    config = StartupBenchConfig(
+        passages=500, dim=64, replicas=2, workers=1, steps=1, prime=False, out_dir=tmp_path
+    )
     run_startup_bench(config)
 
     result = json.loads((tmp_path / "startup.json").read_text())

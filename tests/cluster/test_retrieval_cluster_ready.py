@@ -89,12 +89,20 @@ def test_a_job_waits_for_the_cluster_then_runs_on_it_through_a_clusterselector(
         timeout=60,
         what="the job's RayJob once the cluster is Ready",
     )
-    job = get_json(kubectl, "rfj", job_name, "-n", NS)
-    assert owned_by(rayjob, job["metadata"]["uid"])
     assert rayjob["spec"]["clusterSelector"] == {"ray.io/cluster": CLUSTER}
     assert "rayClusterSpec" not in rayjob["spec"]
-    ready = condition(job, "RetrievalClusterReady")
-    assert ready.get("status") == "True" and CLUSTER in ready["message"], ready
+    # The operator creates the RayJob, then writes the job's status: wait for that write.
+    job = eventually(
+        lambda: (
+            (j := get_json(kubectl, "rfj", job_name, "-n", NS))
+            and condition(j, "RetrievalClusterReady").get("status") == "True"
+            and j
+        ),
+        timeout=60,
+        what="the job's RetrievalClusterReady condition",
+    )
+    assert owned_by(rayjob, job["metadata"]["uid"])
+    assert CLUSTER in condition(job, "RetrievalClusterReady")["message"]
 
     # KubeRay takes it onto the shared cluster and makes no RayCluster of its own.
     accepted = eventually(
