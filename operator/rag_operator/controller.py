@@ -201,9 +201,7 @@ def _retrieval_cluster(
         message = f"RagRetrievalCluster {ref!r} is being deleted"
     else:
         reason = "RetrievalClusterNotReady"
-        ready = next(
-            (c for c in (rrc.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {}
-        )
+        ready = status.find_condition((rrc.get("status") or {}).get("conditions"), "Ready")
         message = f"RagRetrievalCluster {ref!r} is not Ready ({ready.get('message') or 'no status yet'})"
     updated = status.set_condition(conditions, RETRIEVAL_CLUSTER_READY, False, reason, message, stamp)
     if started:
@@ -323,7 +321,7 @@ def report_scheduling(body: Any, memo: Any, **_: Any) -> None:
         return
     job = memo.custom.get_namespaced_custom_object(*RFJ[:2], namespace, RFJ[2], name)
     conditions = (job.get("status") or {}).get("conditions") or []
-    before = next((c for c in conditions if c.get("type") == status.PODS_SCHEDULED), {})
+    before = status.find_condition(conditions, status.PODS_SCHEDULED)
     wanted = ("True" if found.scheduled else "False", found.reason, found.message)
     if (before.get("status"), before.get("reason"), before.get("message")) == wanted:
         return

@@ -86,12 +86,14 @@ def set_condition(
     return result
 
 
+def find_condition(conditions: list[dict[str, Any]] | None, type_: str) -> dict[str, Any]:
+    """The condition of `type_`, or {} when absent."""
+    return next((c for c in conditions or [] if c.get("type") == type_), {})
+
+
 def condition_status(conditions: list[dict[str, Any]] | None, type_: str) -> str | None:
     """ "True"/"False" of a condition type, None when absent."""
-    for condition in conditions or []:
-        if condition.get("type") == type_:
-            return condition.get("status")
-    return None
+    return find_condition(conditions, type_).get("status")
 
 
 def mirror(
@@ -142,11 +144,6 @@ class Scheduling:
     message: str
 
 
-def _pod_scheduled(pod: dict[str, Any]) -> dict[str, Any] | None:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c.get("type") == "PodScheduled"), None)
-
-
 def scheduling(pods: list[dict[str, Any]], group_label: str) -> Scheduling | None:
     """Whether the scheduler placed every pod; None when there are no pods yet.
 
@@ -159,10 +156,10 @@ def scheduling(pods: list[dict[str, Any]], group_label: str) -> Scheduling | Non
     unschedulable: dict[str, list[str]] = {}
     waiting = 0
     for pod in pods:
-        condition = _pod_scheduled(pod)
-        if condition is not None and condition.get("status") == "True":
+        condition = find_condition((pod.get("status") or {}).get("conditions"), "PodScheduled")
+        if condition.get("status") == "True":
             continue
-        if condition is None or not condition.get("message"):
+        if not condition.get("message"):
             waiting += 1
             continue
         group = ((pod.get("metadata") or {}).get("labels") or {}).get(group_label, "?")
