@@ -299,9 +299,14 @@ def test_controller_mirrors_status_applies_suspend_rejects_other_changes_and_cas
         30,
         "phase Succeeded",
     )
-    _, events = plane.api().request("GET", f"/api/v1/namespaces/{NS}/events")
-    reasons = {e["reason"] for e in events["items"] if e["involvedObject"]["name"] == "rfj-life"}
-    assert {"RayJobCreated", "Succeeded"} <= reasons
+
+    def event_reasons() -> set[str]:
+        _, events = plane.api().request("GET", f"/api/v1/namespaces/{NS}/events")
+        return {e["reason"] for e in events["items"] if e["involvedObject"]["name"] == "rfj-life"}
+
+    # The operator posts the event right after the status patch the phase came with.
+    wait_for(lambda: {"RayJobCreated", "Succeeded"} <= event_reasons(), 30, "the Succeeded event")
+    assert {"RayJobCreated", "Succeeded"} <= event_reasons()
 
     merge_patch(
         plane, f"{RFJS}/rfj-life", {"spec": {"trainers": {"replicas": 3}, "rayJob": {"suspend": True}}}
