@@ -14,8 +14,8 @@ test-cluster: install ## build the toolchain (when Go is there) and run the clus
 
 .PHONY: cluster-up
 cluster-up: install toolchain ## start a local control plane in the background; prints the kubeconfig to use
-	@$(PY) -m tests.cluster.cli up
+	@PYTHONPATH=hack $(PY) -m localcluster up
 
 .PHONY: cluster-down
 cluster-down: ## stop the control plane started by cluster-up
-	@$(PY) -m tests.cluster.cli down
+	@PYTHONPATH=hack $(PY) -m localcluster down

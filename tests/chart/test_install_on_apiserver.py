@@ -62,8 +62,8 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(helm_bin: Path) -> Iterator[Cluster]:
     """A control plane with two releases: defaults (cluster-wide, peered) and watch-namespaces."""
-    from tests.cluster.controlplane import start_control_plane
-    from tests.cluster.toolchain import ToolchainMissing, find_toolchain
+    from localcluster.controlplane import start_control_plane
+    from localcluster.toolchain import ToolchainMissing, find_toolchain
     from tests.tools import require_kubectl
 
     try:
@@ -130,7 +130,7 @@ def test_authorizer_allows_every_controller_call_and_refuses_others(
 
 
 def test_controller_with_the_deployment_args_joins_peering_and_is_live(cluster: Cluster) -> None:
-    from tests.cluster.controlplane import free_port, write_kubeconfig
+    from localcluster.controlplane import free_port, write_kubeconfig
 
     plane = cluster.plane
     spec = deployment(cluster, "wide")["spec"]["template"]["spec"]

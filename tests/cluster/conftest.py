@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from .controlplane import Component, ControlPlane, start_control_plane
-from .nodes import NODES, NodeShape, operator_with_claim, simulated_nodes
-from .toolchain import REPO, Toolchain, ToolchainMissing, find_toolchain, require_placement
+from localcluster.controlplane import Component, ControlPlane, start_control_plane
+from localcluster.kwok import NODES, NodeShape, simulated_nodes
+from localcluster.toolchain import REPO, Toolchain, ToolchainMissing, find_toolchain, require_placement
+
+from .nodes import operator_with_claim
 
 _PLANE: list[ControlPlane] = []  # the session's control plane, for the failure hook
 _STARTUP: list[str] = []  # its start-up timings, for the terminal summary

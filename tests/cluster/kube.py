@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from .controlplane import Component, ControlPlane, free_port, stop_component, write_kubeconfig
-from .toolchain import REPO
+from localcluster.controlplane import Component, ControlPlane, free_port, stop_component, write_kubeconfig
+from localcluster.toolchain import REPO
 
 CHART = REPO / "charts" / "rag-finetune-operator"
 

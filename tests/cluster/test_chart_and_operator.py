@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from .controlplane import Component, ControlPlane
+from localcluster.controlplane import Component, ControlPlane
+from localcluster.toolchain import REPO
+
 from .kube import (
     CHART,
     eventually,
@@ -29,7 +31,6 @@ from .kube import (
     owned_by,
     service_account_kubeconfig,
 )
-from .toolchain import REPO
 
 pytestmark = pytest.mark.cluster
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .controlplane import ControlPlane
+from localcluster.controlplane import ControlPlane
+from localcluster.toolchain import REPO
+
 from .kube import (
     eventually,
     get_if_exists,
@@ -25,7 +27,6 @@ from .kube import (
     operator_running,
     service_account_kubeconfig,
 )
-from .toolchain import REPO
 
 pytestmark = pytest.mark.cluster
 

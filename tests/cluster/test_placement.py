@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from localcluster.kwok import GPU_NODE, HIGHMEM_NODE, INSTANCE_TYPE, NodeShape
+from localcluster.toolchain import REPO
+
 from .kube import eventually, get_json
-from .nodes import GPU_NODE, HIGHMEM_NODE, INSTANCE_TYPE, NodeShape
-from .toolchain import REPO
 
 pytestmark = pytest.mark.cluster
 

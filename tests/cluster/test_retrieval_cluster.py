@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-from .controlplane import Component, ControlPlane
+from localcluster.controlplane import Component, ControlPlane
+from localcluster.toolchain import REPO
+
 from .kube import chart_operator, eventually, get_if_exists, get_json, owned_by
-from .toolchain import REPO
 
 pytestmark = pytest.mark.cluster
 

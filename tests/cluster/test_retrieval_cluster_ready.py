@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from .controlplane import ControlPlane
+from localcluster.controlplane import ControlPlane
+from localcluster.toolchain import REPO
+
 from .kube import eventually, get_if_exists, get_json, owned_by
-from .toolchain import REPO
 
 pytestmark = pytest.mark.cluster
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .toolchain import (
+from localcluster.toolchain import (
     REPO,
     ToolchainMissing,
     find_toolchain,

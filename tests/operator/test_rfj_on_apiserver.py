@@ -35,8 +35,8 @@ pytestmark = pytest.mark.cluster
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from tests.cluster.controlplane import ControlPlane, free_port, start_control_plane  # noqa: E402
-from tests.cluster.toolchain import ToolchainMissing, find_toolchain  # noqa: E402
+from localcluster.controlplane import ControlPlane, free_port, start_control_plane  # noqa: E402
+from localcluster.toolchain import ToolchainMissing, find_toolchain  # noqa: E402
 
 NS = "default"
 RFJS = f"/apis/{names.API_VERSION}/namespaces/{NS}/{names.PLURAL}"

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .controlplane import Component, ControlPlane, StartupError, start_control_plane
-from .nodes import NODES, register_nodes, start_scheduler_and_kwok
+from .kwok import NODES, register_nodes, start_scheduler_and_kwok
 from .toolchain import Toolchain, ToolchainMissing, cache_dir, find_toolchain, require_placement
 
 
@@ -92,10 +92,6 @@ def down() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.cluster.cli", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
     parser.add_argument("command", choices=["up", "down"])
     return {"up": up, "down": down}[parser.parse_args(argv).command]()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -171,15 +171,15 @@ def _start_all(plane: ControlPlane, toolchain: Toolchain) -> None:
     directory, pki, api = plane.directory, plane.pki, plane.api()
     etcd_url = f"http://127.0.0.1:{free_port()}"
     peer_url = f"http://127.0.0.1:{free_port()}"
-    etcd = _launch(plane, "etcd", [
+    etcd = launch(plane, "etcd", [
         toolchain.etcd, "--name=default", f"--data-dir={directory / 'etcd'}",
         f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
         f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
         f"--initial-cluster=default={peer_url}", "--unsafe-no-fsync",
     ])  # fmt: skip
-    _timed(plane, "etcd", lambda: _wait(etcd, lambda: _http_ok(etcd_url + "/health")))
+    timed(plane, "etcd", lambda: wait_until(etcd, lambda: http_ok(etcd_url + "/health")))
 
-    apiserver = _launch(plane, "kube-apiserver", [
+    apiserver = launch(plane, "kube-apiserver", [
         toolchain.kube_apiserver, f"--etcd-servers={etcd_url}",
         "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
         f"--secure-port={plane.server.rsplit(':', 1)[1]}",
@@ -190,19 +190,23 @@ def _start_all(plane: ControlPlane, toolchain: Toolchain) -> None:
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         "--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true",
     ])  # fmt: skip
-    _timed(plane, "kube-apiserver", lambda: _wait(apiserver, lambda: api.request("GET", "/readyz")[0] == 200))
+    timed(
+        plane,
+        "kube-apiserver",
+        lambda: wait_until(apiserver, lambda: api.request("GET", "/readyz")[0] == 200),
+    )
 
     kcm_port = free_port()
-    kcm = _launch(plane, "kube-controller-manager", [
+    kcm = launch(plane, "kube-controller-manager", [
         toolchain.kube_controller_manager, f"--kubeconfig={plane.kubeconfig}",
         "--bind-address=127.0.0.1", f"--secure-port={kcm_port}", f"--cert-dir={directory / 'kcm'}",
         "--leader-elect=false", f"--controllers={KCM_CONTROLLERS}",
         f"--service-account-private-key-file={pki.service_account.key}", f"--root-ca-file={pki.ca.cert}",
     ])  # fmt: skip
     # kube-controller-manager starts while the (large) CRDs are being established.
-    _timed(plane, "crds", lambda: _install_crds(api, toolchain.kuberay_crds, apiserver))
+    timed(plane, "crds", lambda: _install_crds(api, toolchain.kuberay_crds, apiserver))
     probe = f"127.0.0.1:{free_port()}"
-    operator = _launch(
+    operator = launch(
         plane,
         "ray-operator",
         [
@@ -213,15 +217,17 @@ def _start_all(plane: ControlPlane, toolchain: Toolchain) -> None:
         env={"KUBECONFIG": str(plane.kubeconfig)},
     )  # fmt: skip
     kcm_health = f"https://127.0.0.1:{kcm_port}/healthz"
-    _timed(plane, "kube-controller-manager", lambda: _wait(kcm, lambda: _http_ok(kcm_health)))
-    _timed(plane, "ray-operator", lambda: _wait(operator, lambda: _http_ok(f"http://{probe}/readyz")))
+    timed(plane, "kube-controller-manager", lambda: wait_until(kcm, lambda: http_ok(kcm_health)))
+    timed(plane, "ray-operator", lambda: wait_until(operator, lambda: http_ok(f"http://{probe}/readyz")))
     default_sa = "/api/v1/namespaces/default/serviceaccounts/default"
-    _timed(
-        plane, "default-serviceaccount", lambda: _wait(kcm, lambda: api.request("GET", default_sa)[0] == 200)
+    timed(
+        plane,
+        "default-serviceaccount",
+        lambda: wait_until(kcm, lambda: api.request("GET", default_sa)[0] == 200),
     )
 
 
-def _launch(plane: ControlPlane, name: str, argv: list[Any], env: dict[str, str] | None = None) -> Component:
+def launch(plane: ControlPlane, name: str, argv: list[Any], env: dict[str, str] | None = None) -> Component:
     log = plane.directory / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
@@ -238,13 +244,13 @@ def _launch(plane: ControlPlane, name: str, argv: list[Any], env: dict[str, str]
     return component
 
 
-def _timed(plane: ControlPlane, step: str, wait: Callable[[], None]) -> None:
+def timed(plane: ControlPlane, step: str, wait: Callable[[], None]) -> None:
     started = time.monotonic()
     wait()
     plane.timings[step] = time.monotonic() - started
 
 
-def _wait(component: Component, ready: Callable[[], bool], timeout: float = 60.0) -> None:
+def wait_until(component: Component, ready: Callable[[], bool], timeout: float = 60.0) -> None:
     """Poll ready() until true; fail fast with the log tail if the process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -259,7 +265,7 @@ def _wait(component: Component, ready: Callable[[], bool], timeout: float = 60.0
     raise StartupError(f"{component.name} not ready after {timeout:.0f} s:\n{component.log_tail()}")
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
     """GET url (self-signed TLS accepted: health endpoints only) and report a 200."""
     context = ssl._create_unverified_context()  # loopback health probe, self-signed server
     with urllib.request.urlopen(url, context=context, timeout=2) as response:
@@ -294,7 +300,7 @@ def _install_crds(api: Api, files: tuple[Path, ...], apiserver: Component) -> No
                 return False
         return True
 
-    _wait(apiserver, established)
+    wait_until(apiserver, established)
 
 
 def stop_component(component: Component, grace: float = 10.0) -> None:
