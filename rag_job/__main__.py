@@ -42,9 +42,9 @@ def make_tiny_models(
     model_type: Annotated[str, typer.Option(help="rag_token or rag_sequence.")] = "rag_token",
 ) -> None:
     """Build a tiny DPR + BART RAG checkpoint offline, in the layout of facebook/rag-token-base."""
-    from rag_job.data import read_examples, read_qa_texts
-    from rag_job.knowledge_base import KnowledgeBaseError, ingest
-    from rag_job.tiny_models import build_tiny_models, retrieval_pairs_for
+    from rag_job.knowledge.ingest import KnowledgeBaseError, ingest
+    from rag_job.local.tiny_models import build_tiny_models, retrieval_pairs_for
+    from rag_job.train.data import read_examples, read_qa_texts
 
     if model_type not in ("rag_token", "rag_sequence"):
         _fail(f"--model-type must be rag_token or rag_sequence, not {model_type!r}")
@@ -83,8 +83,13 @@ def build_index(
     ray_actors: Annotated[int, typer.Option(min=0, help="Encode on N Ray actors (0: in this process).")] = 0,
 ) -> None:
     """Ingest a knowledge base, encode it with DPR and write passages + FAISS index for RagRetriever."""
-    from rag_job.index_build import INDEX_TYPES, encode_passages, encode_passages_on_ray, write_knowledge_base
-    from rag_job.knowledge_base import KnowledgeBaseError, ingest
+    from rag_job.knowledge.index import (
+        INDEX_TYPES,
+        encode_passages,
+        encode_passages_on_ray,
+        write_knowledge_base,
+    )
+    from rag_job.knowledge.ingest import KnowledgeBaseError, ingest
 
     if index_type not in INDEX_TYPES:
         _fail(f"--index-type must be one of {', '.join(INDEX_TYPES)}, not {index_type!r}")
@@ -140,8 +145,8 @@ def train(
 ) -> None:
     """Fine-tune: the RayJob entrypoint (joins the running cluster), or --local on a laptop."""
     from rag_job.config import ConfigError
-    from rag_job.driver import check_before_cluster_work, run_training
-    from rag_job.kb_layout import KnowledgeBaseLayoutError
+    from rag_job.knowledge.layout import KnowledgeBaseLayoutError
+    from rag_job.train.driver import check_before_cluster_work, run_training
 
     config = _load_config(config_file)
     typer.echo("config:\n" + config.model_dump_json(indent=2))
@@ -162,7 +167,7 @@ def evaluate_command(
     out: Annotated[Path | None, typer.Option(help="Write metrics and predictions as JSON here.")] = None,
 ) -> None:
     """Exact match, F1 and retrieval precision@k of a saved model, with in-process retrieval."""
-    from rag_job.evaluation_cli import evaluate_saved_model
+    from rag_job.train.evaluate_saved import evaluate_saved_model
 
     config = _load_config(config_file)
     metrics = evaluate_saved_model(config, model, data, out)
@@ -176,7 +181,7 @@ def demo(
     max_steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps [default: 400].")] = None,
 ) -> None:
     """Build tiny models and the index from the shipped knowledge base, fine-tune with Ray retrieval, report."""
-    from rag_job.demo import DEMO_STEPS, run_demo
+    from rag_job.local.demo import DEMO_STEPS, run_demo
 
     run_demo(out, max_steps=max_steps or DEMO_STEPS)
 
@@ -187,7 +192,7 @@ def serve_retrieval(
     name: Annotated[
         str | None, typer.Option(help="Actor name prefix (the RagRetrievalCluster's name).")
     ] = None,
-    replicas: Annotated[int, typer.Option(min=1, help="Actors per shard.")] = 1,
+    actors_per_shard: Annotated[int, typer.Option(min=1, help="Retrieval actors per index shard.")] = 1,
     interval: Annotated[float, typer.Option(help="Seconds between health reports.")] = 30.0,
 ) -> None:
     """Run the long-lived retrieval service on the cluster this pod belongs to (RagRetrievalCluster).
@@ -199,12 +204,15 @@ def serve_retrieval(
     import ray
     from pydantic import ValidationError
 
-    from rag_job.kb_layout import KnowledgeBaseLayoutError
-    from rag_job.retrieval.service import SERVICE_CONFIG_ENV_VAR, ServiceConfig, serve_forever
+    from rag_job.config import SERVICE_CONFIG_ENV_VAR, ServiceConfig
+    from rag_job.knowledge.layout import KnowledgeBaseLayoutError
+    from rag_job.retrieval.service import serve_forever
 
     try:
         if knowledge_base and name:
-            config = ServiceConfig(name=name, knowledge_base=knowledge_base, replicas=replicas)
+            config = ServiceConfig(
+                name=name, knowledge_base=knowledge_base, actors_per_shard=actors_per_shard
+            )
         elif os.environ.get(SERVICE_CONFIG_ENV_VAR):
             config = ServiceConfig.model_validate_json(os.environ[SERVICE_CONFIG_ENV_VAR])
         else:
@@ -230,7 +238,7 @@ def _ray_session(local: bool, config):
     def session():
         cluster = None
         if local:
-            from rag_job.local_cluster import LocalLayout, connect, start_local_cluster
+            from rag_job.local.cluster import LocalLayout, connect, start_local_cluster
 
             cluster = start_local_cluster(
                 LocalLayout(

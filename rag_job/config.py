@@ -8,6 +8,7 @@ nothing heavier than pydantic and PyYAML: the operator image has no torch or Ray
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,24 @@ RETRIEVAL_RESOURCE = "rag_retrieval"
 RETRIEVAL_NAMESPACE = "rag-retrieval"
 #: Environment variable that carries the JSON JobConfig into the RayJob's runtime env.
 CONFIG_ENV_VAR = "RAG_JOB_CONFIG"
+#: Environment variable that carries the JSON ServiceConfig into the retrieval service's RayJob.
+SERVICE_CONFIG_ENV_VAR = "RAG_RETRIEVAL_SERVICE_CONFIG"
+#: Retrieval actors are named `<prefix>-shard{s}-replica{r}`: the job, the retrieval service and
+#: the operator (which counts loaded actors on the dashboard) all use these two functions.
+_ACTOR_NAME = re.compile(r"^(?P<prefix>.+)-shard(?P<shard>\d+)-replica(?P<replica>\d+)$")
+
+
+def actor_name(prefix: str, shard: int, replica: int) -> str:
+    """The Ray actor name of one retrieval actor (unique per prefix, shard and replica)."""
+    return f"{prefix}-shard{shard}-replica{replica}"
+
+
+def parse_actor_name(name: str, prefix: str) -> tuple[int, int] | None:
+    """(shard, replica) of an actor named by `actor_name(prefix, ...)`, else None."""
+    match = _ACTOR_NAME.match(name)
+    if match is None or match.group("prefix") != prefix:
+        return None
+    return int(match.group("shard")), int(match.group("replica"))
 
 
 class _Strict(BaseModel):
@@ -60,7 +79,9 @@ class RetrievalConfig(_Strict):
         description="ray: Ray retrieval actors; torch: rank-0 retrieval over torch.distributed "
         "(the baseline); local: each worker searches its own copy in process.",
     )
-    replicas: int = Field(default=1, ge=1, description="Retrieval actors per index shard (ray mode).")
+    actors_per_shard: int = Field(
+        default=1, ge=1, description="Retrieval actors per index shard (ray mode): copies of each shard."
+    )
     shards: int | None = Field(
         default=None, ge=1, description="Index shards; read from kb.json when omitted, checked against it."
     )
@@ -205,6 +226,20 @@ class JobConfig(_Strict):
             return cls.model_validate(data)
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, source)) from err
+
+    def to_json(self) -> str:
+        return self.model_dump_json(exclude_none=True)
+
+
+class ServiceConfig(_Strict):
+    """The long-lived retrieval service of a RagRetrievalCluster (`python -m rag_job serve-retrieval`)."""
+
+    name: str = Field(description="Actor name prefix: the RagRetrievalCluster's name.")
+    knowledge_base: str = Field(description="Directory written by `python -m rag_job build-index`.")
+    actors_per_shard: int = Field(default=1, ge=1, description="Retrieval actors per index shard.")
+    shards: int | None = Field(default=None, ge=1, description="Checked against kb.json when given.")
+    actor_cpus: float = Field(default=1.0, gt=0, description="CPUs reserved by each retrieval actor.")
+    faiss_threads: int | None = Field(default=None, ge=1, description="OpenMP threads per actor.")
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)

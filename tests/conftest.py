@@ -38,7 +38,7 @@ def ray_cluster():
     """A real multi-node Ray cluster on this machine (head + 1 trainer node + 2 retrieval nodes)."""
     import ray
 
-    from rag_job.local_cluster import LocalLayout, connect, start_local_cluster
+    from rag_job.local.cluster import LocalLayout, connect, start_local_cluster
 
     cluster = start_local_cluster(
         LocalLayout(

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from rag_job.config import RETRIEVAL_NAMESPACE
+from rag_job.config import RETRIEVAL_NAMESPACE, parse_actor_name
 
 DASHBOARD_PORT = 8265
 ACTORS_PATH = "/api/v0/actors"
@@ -101,15 +100,14 @@ def fetch_actors(base_url: str, timeout: float = 5.0, token: str | None = None) 
 
 def summarize_actors(rows: Iterable[dict[str, Any]], prefix: str, shards: int, replicas: int) -> ActorSummary:
     """Count ALIVE `<prefix>-shard{s}-replica{r}` actors per shard (each (s, r) once)."""
-    pattern = re.compile(rf"^{re.escape(prefix)}-shard(\d+)-replica(\d+)$")
     seen: set[tuple[int, int]] = set()
     for row in rows:
-        match = pattern.match(row.get("name") or "")
-        if not match or row.get("state") != "ALIVE":
+        parsed = parse_actor_name(row.get("name") or "", prefix)
+        if parsed is None or row.get("state") != "ALIVE":
             continue
         if row.get("ray_namespace", RETRIEVAL_NAMESPACE) != RETRIEVAL_NAMESPACE:
             continue
-        shard, replica = int(match.group(1)), int(match.group(2))
+        shard, replica = parsed
         if shard < shards and replica < replicas:
             seen.add((shard, replica))
     alive: dict[int, int] = {}

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rag_job.config import JobConfig
-from rag_job.kb_layout import KnowledgeBaseLayoutError, KnowledgeBaseMeta, load_meta
+from rag_job.knowledge.layout import KnowledgeBaseLayoutError, KnowledgeBaseMeta, load_meta
 
 from .names import MAX_RAYJOB_NAME_LENGTH
 from .quantities import gi_ceil, parse_quantity
@@ -220,7 +220,7 @@ def _job_config(
     data["name"] = job_name
     shards = shards or spec.retrieval.shards
     data["retrieval"]["shards"] = shards
-    data["retrieval"]["replicas"] = max(1, actors // shards)
+    data["retrieval"]["actors_per_shard"] = max(1, actors // shards)
     if cluster:
         data["retrieval"]["cluster"] = cluster
     data["scaling"] = {

@@ -10,12 +10,11 @@ their health checker.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import yaml
 
-from rag_job.config import RETRIEVAL_RESOURCE, TRAINER_RESOURCE
+from rag_job.config import RETRIEVAL_RESOURCE, SERVICE_CONFIG_ENV_VAR, TRAINER_RESOURCE, ServiceConfig
 
 from . import names
 from .render import applied_spec, head_group, pod_template, ray_resources_param
@@ -23,8 +22,6 @@ from .rrc_plan import ClusterPlan
 from .rrc_spec import RagRetrievalClusterSpec
 
 SERVICE_ENTRYPOINT = "python -m rag_job serve-retrieval"
-#: Runtime env var holding the service config (JSON) that `serve-retrieval` reads.
-SERVICE_CONFIG_ENV_VAR = "RAG_RETRIEVAL_SERVICE_CONFIG"
 RETRIEVAL_GROUP = "retrieval"
 TRAINER_GROUP = "trainer"
 
@@ -129,16 +126,16 @@ def render_raycluster(
     }
 
 
-def service_config(name: str, spec: RagRetrievalClusterSpec, plan: ClusterPlan) -> dict[str, Any]:
+def service_config(name: str, spec: RagRetrievalClusterSpec, plan: ClusterPlan) -> ServiceConfig:
     """What `python -m rag_job serve-retrieval` reads: actors `<name>-shard{s}-replica{r}`."""
-    return {
-        "name": name,
-        "knowledge_base": spec.knowledge_base,
-        "replicas": plan.actors_per_shard,
-        "shards": plan.shards,
-        "actor_cpus": float(spec.actor_cpus),
-        "faiss_threads": spec.faiss_threads,
-    }
+    return ServiceConfig(
+        name=name,
+        knowledge_base=spec.knowledge_base,
+        actors_per_shard=plan.actors_per_shard,
+        shards=plan.shards,
+        actor_cpus=spec.actor_cpus,
+        faiss_threads=spec.faiss_threads,
+    )
 
 
 def render_service_rayjob(
@@ -153,7 +150,7 @@ def render_service_rayjob(
     if namespace:
         metadata["namespace"] = namespace
     metadata["labels"] = cluster_labels(name, "retrieval-service")
-    config = json.dumps(service_config(name, spec, plan), sort_keys=True)
+    config = service_config(name, spec, plan).to_json()
     runtime_env = yaml.safe_dump({"env_vars": {SERVICE_CONFIG_ENV_VAR: config}}, width=1 << 16)
     return {
         "apiVersion": f"{names.RAY_GROUP}/{names.RAY_VERSION}",

@@ -2,7 +2,7 @@
 
 `spec.job` is `rag_job.config.JobConfig` with its snake_case keys (a researcher pastes a job
 YAML into it) minus what the cluster layout decides: `scaling` comes from the trainer group,
-`retrieval.replicas`/`retrieval.shards` from the retrieval group (or the referenced
+`retrieval.actors_per_shard`/`retrieval.shards` from the retrieval group (or the referenced
 RagRetrievalCluster) and `retrieval.cluster` from `retrievalClusterRef`. The rest of the spec is
 camelCase, Kubernetes style.
 """
@@ -30,7 +30,7 @@ from .quantities import QUANTITY_PATTERN, parse_quantity
 
 #: Fields of JobConfig that the cluster layout decides; they are rejected inside `spec.job`.
 LAYOUT_JOB_FIELDS = frozenset({"scaling"})
-LAYOUT_RETRIEVAL_FIELDS = frozenset({"replicas", "shards", "cluster"})
+LAYOUT_RETRIEVAL_FIELDS = frozenset({"actors_per_shard", "shards", "cluster"})
 
 
 class SpecError(ValueError):
@@ -73,7 +73,7 @@ def _job_section() -> type[BaseModel]:
     return create_model(  # type: ignore[call-overload]
         "JobSection",
         __config__=ConfigDict(extra="forbid"),
-        __doc__="The job's JobConfig (snake_case keys) without `scaling`, `retrieval.replicas`, "
+        __doc__="The job's JobConfig (snake_case keys) without `scaling`, `retrieval.actors_per_shard`, "
         "`retrieval.shards` and `retrieval.cluster`, which the cluster layout decides.",
         **fields,
     )
@@ -267,7 +267,7 @@ class RagFinetuneJobSpec(_K8s):
     service_account_name: str | None = Field(default=None, description="Service account of the Ray pods.")
     job: JobSection = Field(  # type: ignore[valid-type]
         description="The fine-tuning job: rag_job JobConfig keys (snake_case) without scaling, "
-        "retrieval.replicas, retrieval.shards and retrieval.cluster."
+        "retrieval.actors_per_shard, retrieval.shards and retrieval.cluster."
     )
     head: HeadSpec = Field(default_factory=HeadSpec)
     trainers: TrainerGroupSpec = Field(default_factory=TrainerGroupSpec)
@@ -335,7 +335,7 @@ def parse_spec(raw: Any) -> RagFinetuneJobSpec:
 #: Keys a job YAML may hold that the cluster layout owns on Kubernetes: say where they went.
 _LAYOUT_HINTS = {
     "spec.job.scaling": " (on Kubernetes the trainer group decides it: set spec.trainers)",
-    "spec.job.retrieval.replicas": " (set spec.retrieval.replicas and spec.retrieval.actorsPerPod)",
+    "spec.job.retrieval.actors_per_shard": " (set spec.retrieval.replicas and spec.retrieval.actorsPerPod)",
     "spec.job.retrieval.shards": " (set spec.retrieval.shards)",
     "spec.job.retrieval.cluster": " (set spec.retrievalClusterRef to a RagRetrievalCluster)",
 }

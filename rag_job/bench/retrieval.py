@@ -23,8 +23,8 @@ import numpy as np
 from rag_job.bench import report
 from rag_job.bench.synthetic import query_batches, write_synthetic_knowledge_base
 from rag_job.config import TRAINER_RESOURCE
-from rag_job.index_build import INDEX_TYPES
-from rag_job.kb_layout import KnowledgeBaseLayoutError, KnowledgeBaseMeta, load_meta
+from rag_job.knowledge.index import INDEX_TYPES
+from rag_job.knowledge.layout import KnowledgeBaseLayoutError, KnowledgeBaseMeta, load_meta
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _memory_gib() -> float:
 
 def bench_layout(config: RetrievalBenchConfig, shards: int):
     """Two trainer nodes and two retrieval nodes, sized for the largest W and R x S."""
-    from rag_job.local_cluster import LocalLayout
+    from rag_job.local.cluster import LocalLayout
 
     per_trainer = math.ceil(max(config.workers) / 2)
     per_retrieval = math.ceil(max(config.replicas) * shards / 2)
@@ -192,7 +192,7 @@ def run_retrieval_bench(config: RetrievalBenchConfig) -> dict:
     """Run every (mode, W) cell and write retrieval.json, retrieval.md and retrieval.png under out_dir."""
     import ray
 
-    from rag_job.local_cluster import connect, start_local_cluster
+    from rag_job.local.cluster import connect, start_local_cluster
     from rag_job.retrieval.actor import start_retrieval_actors
     from rag_job.retrieval.pool import PoolSpec, RetrievalPool
 

@@ -77,8 +77,8 @@ class StartupBenchConfig:
 def prepare_startup_assets(root: Path, passages: int, dim: int) -> tuple[Path, Path]:
     """A tiny RAG model of hidden size `dim` and a synthetic flat index of `passages` x `dim` (reused)."""
     from rag_job.bench.synthetic import write_synthetic_knowledge_base
-    from rag_job.kb_layout import KnowledgeBaseLayoutError, load_meta
-    from rag_job.tiny_models import TinySizes
+    from rag_job.knowledge.layout import KnowledgeBaseLayoutError, load_meta
+    from rag_job.local.tiny_models import TinySizes
 
     models, kb_dir = root / "models", root / f"kb-{passages}x{dim}"
     rag = models / "rag"
@@ -148,7 +148,7 @@ def index_loads(actors: list[dict], loaded_before: set[int]) -> int:
 
 def startup_row(kind: str, summary, loads: int) -> dict:
     """One job's start-up figures from its RunSummary."""
-    from rag_job.driver import time_to_first_step
+    from rag_job.train.driver import time_to_first_step
 
     first_step = time_to_first_step(summary)
     if first_step is None:
@@ -180,14 +180,18 @@ def _run_warm(config: StartupBenchConfig, rag: Path, kb_dir: Path) -> tuple[dict
     """Start the service (timed apart: paid once per sweep), then time a job that uses it."""
     import ray
 
-    from rag_job.driver import run_training
-    from rag_job.retrieval.service import ServiceConfig, start_service
+    from rag_job.config import ServiceConfig
+    from rag_job.retrieval.service import start_service
+    from rag_job.train.driver import run_training
 
     name = f"bench-startup-service-{uuid.uuid4().hex[:6]}"
     started = time.perf_counter()
     service = start_service(
         ServiceConfig(
-            name=name, knowledge_base=str(kb_dir), replicas=config.replicas, actor_cpus=config.actor_cpus
+            name=name,
+            knowledge_base=str(kb_dir),
+            actors_per_shard=config.replicas,
+            actor_cpus=config.actor_cpus,
         )
     )
     service_load_s = time.perf_counter() - started
@@ -202,7 +206,7 @@ def _run_warm(config: StartupBenchConfig, rag: Path, kb_dir: Path) -> tuple[dict
 
 
 def _run_cold(config: StartupBenchConfig, rag: Path, kb_dir: Path) -> dict:
-    from rag_job.driver import run_training
+    from rag_job.train.driver import run_training
 
     evicted = evict_from_page_cache(kb_dir) if config.evict_page_cache else 0
     job = job_config(config, rag, kb_dir, _fresh(config.out_dir / "startup-runs" / "cold"), service=None)
@@ -243,7 +247,7 @@ def run_startup_bench(config: StartupBenchConfig) -> dict:
     """Time a warm and a cold job start-up on the same cluster; write startup.json and startup.md."""
     import ray.train.torch  # noqa: F401  # imported before timing: the driver's import is no part of either
 
-    from rag_job.kb_layout import load_meta
+    from rag_job.knowledge.layout import load_meta
 
     config.validate()
     config.out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag_job.kb_layout import KnowledgeBaseMeta
+from rag_job.knowledge.layout import KnowledgeBaseMeta
 
 #: Vectors generated per chunk, so millions of passages never need two copies in memory.
 CHUNK_ROWS = 100_000
@@ -33,8 +33,8 @@ def write_synthetic_knowledge_base(
     out_dir: Path, num_passages: int, dim: int, index_type: str, shards: int, seed: int = 0
 ) -> KnowledgeBaseMeta:
     """A knowledge base of `num_passages` synthetic passages in the product's on-disk layout."""
-    from rag_job.index_build import write_knowledge_base
-    from rag_job.knowledge_base import Passage
+    from rag_job.knowledge.index import write_knowledge_base
+    from rag_job.knowledge.ingest import Passage
 
     if num_passages < 1:
         raise ValueError(f"--passages must be at least 1, got {num_passages}")

@@ -1,6 +1,6 @@
 """`bench train`: the tiny RAG fine-tune once per retrieval mode, on the same cluster, side by side.
 
-Each mode runs `rag_job.driver.run_training` unchanged; the figures come from the
+Each mode runs `rag_job.train.driver.run_training` unchanged; the figures come from the
 per-step history it returns (rank 0's steps). The first step is left out of every
 figure: it includes loading, connecting and the first allocation.
 """
@@ -25,8 +25,8 @@ import numpy as np
 from rag_job.config import JobConfig
 
 if TYPE_CHECKING:
-    from rag_job.knowledge_base import Passage
-    from rag_job.tiny_models import TinyModelPaths, TinySizes
+    from rag_job.knowledge.ingest import Passage
+    from rag_job.local.tiny_models import TinyModelPaths, TinySizes
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +65,9 @@ def build_example_models(
     models_dir: Path, sizes: TinySizes | None = None
 ) -> tuple[list[Passage], TinyModelPaths]:
     """Tiny RAG models whose tokenizers know the shipped example passages and questions."""
-    from rag_job.data import read_qa_texts
-    from rag_job.knowledge_base import ingest
-    from rag_job.tiny_models import TinySizes, build_tiny_models
+    from rag_job.knowledge.ingest import ingest
+    from rag_job.local.tiny_models import TinySizes, build_tiny_models
+    from rag_job.train.data import read_qa_texts
 
     report = ingest(EXAMPLE_DATA / "knowledge_base.jsonl")
     corpus = [f"{p.title} {p.text}" for p in report.passages] + read_qa_texts(EXAMPLE_DATA / "qa_train.jsonl")
@@ -76,8 +76,8 @@ def build_example_models(
 
 def prepare_assets(root: Path) -> tuple[Path, Path]:
     """Tiny RAG models and a flat index over the shipped example passages (built once, then reused)."""
-    from rag_job.index_build import encode_passages, write_knowledge_base
-    from rag_job.kb_layout import KnowledgeBaseLayoutError, load_meta
+    from rag_job.knowledge.index import encode_passages, write_knowledge_base
+    from rag_job.knowledge.layout import KnowledgeBaseLayoutError, load_meta
 
     models, kb_dir = root / "models", root / "kb"
     try:
@@ -102,7 +102,7 @@ def mode_config(config: TrainBenchConfig, mode: str, rag: Path, kb_dir: Path, ru
             "retrieval": {
                 "knowledge_base": str(kb_dir),
                 "mode": mode,
-                "replicas": config.replicas,
+                "actors_per_shard": config.replicas,
                 "n_docs": config.n_docs,
                 "actor_cpus": config.actor_cpus,
             },
@@ -157,11 +157,10 @@ def kill_job_actors(job: JobConfig) -> None:
     """The driver's retrieval actors outlive `run_training` while this process lives; free their slots."""
     import ray
 
-    from rag_job.config import RETRIEVAL_NAMESPACE
-    from rag_job.retrieval.actor import actor_name
+    from rag_job.config import RETRIEVAL_NAMESPACE, actor_name
 
     prefix = job.retrieval.cluster or f"{job.name}-retrieval"
-    for replica in range(job.retrieval.replicas):
+    for replica in range(job.retrieval.actors_per_shard):
         with contextlib.suppress(ValueError):  # already gone
             ray.kill(
                 ray.get_actor(actor_name(prefix, 0, replica), namespace=RETRIEVAL_NAMESPACE), no_restart=True
@@ -173,7 +172,7 @@ def bench_cluster(workers: int, replicas: int, actor_cpus: float) -> Iterator[No
     """The Ray cluster this process drives, or a local one sized for the run (shut down afterwards)."""
     import ray
 
-    from rag_job.local_cluster import LocalLayout, connect, start_local_cluster
+    from rag_job.local.cluster import LocalLayout, connect, start_local_cluster
 
     if ray.is_initialized():
         yield
@@ -200,7 +199,7 @@ def bench_cluster(workers: int, replicas: int, actor_cpus: float) -> Iterator[No
 
 def run_train_bench(config: TrainBenchConfig) -> dict:
     """Train once per mode and write train.json and train.md under out_dir."""
-    from rag_job.driver import run_training
+    from rag_job.train.driver import run_training
 
     config.validate()
     config.out_dir.mkdir(parents=True, exist_ok=True)

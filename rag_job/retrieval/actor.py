@@ -18,14 +18,10 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from rag_job.config import RETRIEVAL_NAMESPACE, RETRIEVAL_RESOURCE
+from rag_job.config import RETRIEVAL_NAMESPACE, RETRIEVAL_RESOURCE, actor_name
 
 #: Latency samples kept per actor for p50/p95.
 LATENCY_WINDOW = 2048
-
-
-def actor_name(prefix: str, shard: int, replica: int) -> str:
-    return f"{prefix}-shard{shard}-replica{replica}"
 
 
 @dataclass

@@ -25,8 +25,7 @@ import numpy as np
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
-from rag_job.config import RETRIEVAL_NAMESPACE
-from rag_job.retrieval.actor import actor_name
+from rag_job.config import RETRIEVAL_NAMESPACE, actor_name
 from rag_job.retrieval.searcher import EmbeddingTable, merge_top_k
 
 logger = logging.getLogger(__name__)
@@ -263,7 +262,7 @@ def open_local_embeddings(
     """
     from pathlib import Path
 
-    from rag_job.kb_layout import load_meta
+    from rag_job.knowledge.layout import load_meta
     from rag_job.retrieval.searcher import load_passages
 
     if not Path(kb_dir).is_dir():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag_job.kb_layout import (
+from rag_job.knowledge.layout import (
     KnowledgeBaseLayoutError,
     KnowledgeBaseMeta,
     index_path,

@@ -14,30 +14,14 @@ import logging
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from rag_job.config import RETRIEVAL_NAMESPACE
+from rag_job.config import RETRIEVAL_NAMESPACE, ServiceConfig
 
 logger = logging.getLogger(__name__)
-
-#: Environment variable holding the service config as JSON (set by the operator's RayJob).
-SERVICE_CONFIG_ENV_VAR = "RAG_RETRIEVAL_SERVICE_CONFIG"
-
-
-class ServiceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(description="Actor name prefix: the RagRetrievalCluster's name.")
-    knowledge_base: str
-    replicas: int = Field(default=1, ge=1, description="Actors per shard.")
-    shards: int | None = Field(default=None, ge=1, description="Checked against kb.json when given.")
-    actor_cpus: float = Field(default=1.0, gt=0)
-    faiss_threads: int | None = Field(default=None, ge=1)
 
 
 def start_service(config: ServiceConfig):
     """Start (or find) the detached actors and wait until every shard is loaded; returns the pool."""
-    from rag_job.kb_layout import KnowledgeBaseLayoutError, load_meta
+    from rag_job.knowledge.layout import KnowledgeBaseLayoutError, load_meta
     from rag_job.retrieval.actor import start_retrieval_actors
     from rag_job.retrieval.pool import PoolSpec, RetrievalPool
 
@@ -46,7 +30,7 @@ def start_service(config: ServiceConfig):
         raise KnowledgeBaseLayoutError(
             f"shards is {config.shards} but {config.knowledge_base} has {len(meta.shards)} index shard(s)"
         )
-    spec = PoolSpec(name_prefix=config.name, shards=len(meta.shards), replicas=config.replicas)
+    spec = PoolSpec(name_prefix=config.name, shards=len(meta.shards), replicas=config.actors_per_shard)
     started = time.perf_counter()
     handles = start_retrieval_actors(
         str(Path(config.knowledge_base).resolve()),

@@ -32,14 +32,14 @@ class TinyAssets:
 @pytest.fixture(scope="session")
 def tiny_assets(tmp_path_factory) -> TinyAssets:
     """Tiny RAG checkpoint and three knowledge bases over the shipped example passages."""
-    from rag_job.index_build import encode_passages, write_knowledge_base
-    from rag_job.knowledge_base import ingest
-    from rag_job.tiny_models import build_tiny_models
+    from rag_job.knowledge.index import encode_passages, write_knowledge_base
+    from rag_job.knowledge.ingest import ingest
+    from rag_job.local.tiny_models import build_tiny_models
 
     root = tmp_path_factory.mktemp("tiny")
     report = ingest(EXAMPLE_KB)
     qa_train = EXAMPLE_DATA / "qa_train.jsonl"
-    from rag_job.data import read_qa_texts
+    from rag_job.train.data import read_qa_texts
 
     corpus = [f"{p.title} {p.text}" for p in report.passages] + read_qa_texts(qa_train)
     paths = build_tiny_models(corpus, root / "models")  # no DPR warm-up: tests need no good retrieval
@@ -65,7 +65,7 @@ def question_vectors(tiny_assets) -> np.ndarray:
     import torch
     from transformers import RagTokenForGeneration, RagTokenizer
 
-    from rag_job.data import read_examples
+    from rag_job.train.data import read_examples
 
     questions = [ex.question for ex in read_examples(tiny_assets.qa_train)][:64]
     model = RagTokenForGeneration.from_pretrained(tiny_assets.rag)

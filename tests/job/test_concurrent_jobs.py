@@ -23,11 +23,14 @@ def test_two_concurrent_jobs_share_one_index_load_and_their_calls_spread_over_bo
 ):
     import ray
 
-    from rag_job.driver import run_training
-    from rag_job.retrieval.service import ServiceConfig, health_report, start_service
+    from rag_job.config import ServiceConfig
+    from rag_job.retrieval.service import health_report, start_service
+    from rag_job.train.driver import run_training
 
     service = start_service(
-        ServiceConfig(name="sweep-kb", knowledge_base=str(tiny_assets.kb_flat), replicas=2, actor_cpus=0.5)
+        ServiceConfig(
+            name="sweep-kb", knowledge_base=str(tiny_assets.kb_flat), actors_per_shard=2, actor_cpus=0.5
+        )
     )
     try:
         loaded = {a["actor"]: a["pid"] for a in service.actor_stats()}
@@ -41,7 +44,7 @@ def test_two_concurrent_jobs_share_one_index_load_and_their_calls_spread_over_bo
                 name,
                 retrieval__knowledge_base=str(tiny_assets.kb_flat),
                 retrieval__cluster="sweep-kb",
-                retrieval__replicas=2,
+                retrieval__actors_per_shard=2,
                 scaling__num_workers=1,
                 evaluation__at_start=False,
                 training__max_steps=STEPS,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from rag_job.knowledge_base import KnowledgeBaseError, ingest, split_into_passages
+from rag_job.knowledge.ingest import KnowledgeBaseError, ingest, split_into_passages
 
 
 def _write(path, text: str):
@@ -142,27 +142,27 @@ class TestCorruptKnowledgeBase:
         return KnowledgeBaseSearcher(kb_dir)
 
     def test_missing_directory(self, tmp_path):
-        from rag_job.kb_layout import KnowledgeBaseLayoutError
+        from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
         with pytest.raises(KnowledgeBaseLayoutError, match=r"missing-kb does not exist"):
             self._load(tmp_path / "missing-kb")
 
     def test_missing_index_file(self, kb_copy):
-        from rag_job.kb_layout import KnowledgeBaseLayoutError
+        from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
         (kb_copy / "index.faiss").unlink()
         with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss does not exist"):
             self._load(kb_copy)
 
     def test_corrupt_index_file(self, kb_copy):
-        from rag_job.kb_layout import KnowledgeBaseLayoutError
+        from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
         (kb_copy / "index.faiss").write_bytes(b"definitely not a faiss index")
         with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss is corrupt"):
             self._load(kb_copy)
 
     def test_truncated_index_file(self, kb_copy):
-        from rag_job.kb_layout import KnowledgeBaseLayoutError
+        from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
         data = (kb_copy / "index.faiss").read_bytes()
         (kb_copy / "index.faiss").write_bytes(data[: len(data) // 2])
@@ -170,21 +170,21 @@ class TestCorruptKnowledgeBase:
             self._load(kb_copy)
 
     def test_corrupt_kb_json(self, kb_copy):
-        from rag_job.kb_layout import KnowledgeBaseLayoutError
+        from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
         (kb_copy / "kb.json").write_text("{ not json")
         with pytest.raises(KnowledgeBaseLayoutError, match=r"kb\.json is corrupt"):
             self._load(kb_copy)
 
     def test_missing_passages(self, kb_copy):
-        from rag_job.kb_layout import KnowledgeBaseLayoutError
+        from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
         shutil.rmtree(kb_copy / "passages")
         with pytest.raises(KnowledgeBaseLayoutError, match=r"passages dataset .*passages does not exist"):
             self._load(kb_copy)
 
     def test_corrupt_passages(self, kb_copy):
-        from rag_job.kb_layout import KnowledgeBaseLayoutError
+        from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
         for arrow in (kb_copy / "passages").glob("*.arrow"):
             arrow.write_bytes(b"garbage")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rag_job.config import JobConfig
-from rag_job.data import read_examples
+from rag_job.train.data import read_examples
 
 QUESTIONS = 32
 STEPS = 150
@@ -39,9 +39,9 @@ def test_tiny_generator_memorises_training_answers(tiny_assets, tmp_path):
     import torch
     from transformers import RagTokenizer, get_linear_schedule_with_warmup
 
-    from rag_job.evaluation import evaluate
-    from rag_job.model_io import build_retriever, load_model, rag_config_for
     from rag_job.retrieval.searcher import load_passages
+    from rag_job.train.evaluation import evaluate
+    from rag_job.train.model_io import build_retriever, load_model, rag_config_for
 
     torch.manual_seed(0)
     job = _job(tiny_assets, tmp_path)

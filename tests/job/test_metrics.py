@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag_job.evaluation import EvalSums
-from rag_job.metrics import exact_match, f1_score, normalize_answer, precision_at_k, recall_at_k
+from rag_job.train.evaluation import EvalSums
+from rag_job.train.metrics import exact_match, f1_score, normalize_answer, precision_at_k, recall_at_k
 
 
 def test_normalisation_drops_case_punctuation_and_articles():

@@ -61,7 +61,7 @@ def _submit_when_the_job_agent_is_up(client, rayjob: dict, timeout_s: float = 12
 def test_the_rendered_cpu_example_succeeds_through_the_job_submission_api(tiny_assets, tmp_path, monkeypatch):
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    from rag_job.local_cluster import LOOPBACK, stay_on_loopback
+    from rag_job.local.cluster import LOOPBACK, stay_on_loopback
     from rag_operator.render import rayjob_for
 
     body = yaml.safe_load((REPO / "examples" / "rag-finetune-job-cpu.yaml").read_text())

@@ -89,8 +89,8 @@ def test_killed_retrieval_actor_loses_no_query(pool_factory, tiny_assets, questi
 
 
 def test_encoding_spread_over_ray_actors_equals_encoding_in_process(ray_cluster, tiny_assets):
-    from rag_job.index_build import encode_passages, encode_passages_on_ray
-    from rag_job.knowledge_base import ingest
+    from rag_job.knowledge.index import encode_passages, encode_passages_on_ray
+    from rag_job.knowledge.ingest import ingest
     from tests.job.conftest import EXAMPLE_KB
 
     passages = ingest(EXAMPLE_KB).passages[:150]

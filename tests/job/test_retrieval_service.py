@@ -14,12 +14,16 @@ def test_two_jobs_share_one_service_that_loads_the_index_once_and_survives_a_kil
 ):
     import ray
 
-    from rag_job.driver import run_training
-    from rag_job.retrieval.service import ServiceConfig, health_report, start_service
+    from rag_job.config import ServiceConfig
+    from rag_job.retrieval.service import health_report, start_service
+    from rag_job.train.driver import run_training
 
     service = start_service(
         ServiceConfig(
-            name="shared-kb", knowledge_base=str(tiny_assets.kb_flat_2shards), replicas=2, actor_cpus=0.5
+            name="shared-kb",
+            knowledge_base=str(tiny_assets.kb_flat_2shards),
+            actors_per_shard=2,
+            actor_cpus=0.5,
         )
     )
     try:
@@ -30,7 +34,11 @@ def test_two_jobs_share_one_service_that_loads_the_index_once_and_survives_a_kil
             (tmp_path / name).mkdir()
             return run_training(
                 make_config(
-                    tiny_assets, tmp_path / name, name, retrieval__cluster="shared-kb", retrieval__replicas=2
+                    tiny_assets,
+                    tmp_path / name,
+                    name,
+                    retrieval__cluster="shared-kb",
+                    retrieval__actors_per_shard=2,
                 )
             )
 

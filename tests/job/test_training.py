@@ -50,7 +50,7 @@ def _losses(summary) -> list[float]:
 
 @pytest.mark.parametrize("mode", ["ray", "torch"])
 def test_two_workers_train_and_the_loss_falls(ray_cluster, tiny_assets, tmp_path, mode):
-    from rag_job.driver import run_training
+    from rag_job.train.driver import run_training
 
     summary = run_training(make_config(tiny_assets, tmp_path, f"falls-{mode}", retrieval__mode=mode))
     losses = _losses(summary)
@@ -67,7 +67,7 @@ def test_two_workers_train_and_the_loss_falls(ray_cluster, tiny_assets, tmp_path
 
 
 def test_rag_sequence_trains_and_the_loss_falls(ray_cluster, tiny_assets, tmp_path):
-    from rag_job.driver import run_training
+    from rag_job.train.driver import run_training
 
     config = make_config(tiny_assets, tmp_path, "sequence", model__type="rag_sequence")
     losses = _losses(run_training(config))
@@ -77,7 +77,7 @@ def test_rag_sequence_trains_and_the_loss_falls(ray_cluster, tiny_assets, tmp_pa
 def test_final_model_loads_in_plain_transformers_and_generates(ray_cluster, tiny_assets, tmp_path):
     from transformers import RagRetriever, RagTokenForGeneration, RagTokenizer
 
-    from rag_job.driver import run_training
+    from rag_job.train.driver import run_training
 
     config = make_config(
         tiny_assets,
@@ -99,7 +99,7 @@ def test_final_model_loads_in_plain_transformers_and_generates(ray_cluster, tiny
 def test_run_killed_after_a_checkpoint_resumes_at_the_saved_step_and_completes(
     ray_cluster, tiny_assets, tmp_path
 ):
-    from rag_job.driver import run_training
+    from rag_job.train.driver import run_training
 
     config = make_config(
         tiny_assets,
@@ -116,7 +116,7 @@ def test_run_killed_after_a_checkpoint_resumes_at_the_saved_step_and_completes(
 
 
 def test_a_new_run_with_the_same_storage_path_resumes(ray_cluster, tiny_assets, tmp_path):
-    from rag_job.driver import run_training
+    from rag_job.train.driver import run_training
 
     first = make_config(tiny_assets, tmp_path, "twice", training__max_steps=2, retrieval__mode="local")
     run_training(first)

@@ -16,7 +16,7 @@ import yaml
 from rfj_testlib import EXAMPLES, GOLDEN_DIR, REPO, load_example
 
 from rag_job.config import CONFIG_ENV_VAR, JobConfig
-from rag_job.kb_layout import KB_META_FILE, KnowledgeBaseMeta, ShardInfo
+from rag_job.knowledge.layout import KB_META_FILE, KnowledgeBaseMeta, ShardInfo
 from rag_operator import render
 from rag_operator.plan import no_kb_metadata, plan_job, read_kb_metadata, retrieval_pod_memory_bytes
 from rag_operator.quantities import GI, parse_quantity
@@ -208,7 +208,7 @@ def test_job_config_travels_in_the_runtime_env_with_the_layout_filled_in() -> No
     assert config.scaling.num_workers == 2 * 4 and config.scaling.use_gpu
     assert config.scaling.cpus_per_worker == 32 / 4
     # 2 pods x 2 actors over 4 shards: one actor per shard.
-    assert (config.retrieval.shards, config.retrieval.replicas) == (4, 1)
+    assert (config.retrieval.shards, config.retrieval.actors_per_shard) == (4, 1)
     assert config.training.learning_rate == doc["spec"]["job"]["training"]["learning_rate"]
     assert config.checkpoint.storage_path == "/data/checkpoints/rag-nq-finetune"
 
@@ -351,7 +351,7 @@ _DELETE = object()
         ("spec.retrieval.actorsPerPod", 3, "spec.retrieval.actorsPerPod"),
         ("spec.retrieval.cpu", "1", "spec.retrieval.cpu"),
         ("spec.job.scaling", {"num_workers": 4}, "spec.job.scaling"),
-        ("spec.job.retrieval.replicas", 2, "spec.job.retrieval.replicas"),
+        ("spec.job.retrieval.actors_per_shard", 2, "spec.job.retrieval.actors_per_shard"),
         ("spec.job.training.learning_rate", 0, "spec.job.training.learning_rate"),
         ("spec.job.model", _DELETE, "spec.job.model"),
         ("spec.storage", {}, "spec.storage"),

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from rag_job.config import RETRIEVAL_NAMESPACE
-from rag_job.retrieval.actor import actor_name
+from rag_job.config import RETRIEVAL_NAMESPACE, actor_name
 from rag_operator import actors
 
 

@@ -15,7 +15,7 @@ import yaml
 from rfj_testlib import RRC_EXAMPLE, SHARED_JOB_EXAMPLE, FakeMemo, merge_patch
 from test_rrc_actors import FakeDashboard, row
 
-from rag_job.retrieval.actor import actor_name
+from rag_job.config import actor_name
 from rag_operator import controller, names, rrc_controller
 
 NS = "ml"

@@ -15,8 +15,15 @@ import pytest
 import yaml
 from rfj_testlib import GOLDEN_DIR, REPO, RRC_EXAMPLE, SHARED_JOB_EXAMPLE, load_kuberay_schema
 
-from rag_job.config import CONFIG_ENV_VAR, RETRIEVAL_RESOURCE, TRAINER_RESOURCE, JobConfig
-from rag_job.kb_layout import KnowledgeBaseMeta, ShardInfo
+from rag_job.config import (
+    CONFIG_ENV_VAR,
+    RETRIEVAL_RESOURCE,
+    SERVICE_CONFIG_ENV_VAR,
+    TRAINER_RESOURCE,
+    JobConfig,
+    ServiceConfig,
+)
+from rag_job.knowledge.layout import KnowledgeBaseMeta, ShardInfo
 from rag_operator import names, render, render_cluster
 from rag_operator.plan import no_kb_metadata
 from rag_operator.rrc_plan import cluster_from_manifest, plan_retrieval_cluster
@@ -203,15 +210,14 @@ def test_service_rayjob_runs_serve_retrieval_on_the_raycluster_with_the_contract
     assert spec["clusterSelector"] == {"ray.io/cluster": "wiki-dpr"}
     assert spec["shutdownAfterJobFinishes"] is False and "rayClusterSpec" not in spec
     env = yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]
-    config = json.loads(env[render_cluster.SERVICE_CONFIG_ENV_VAR])
-    assert config == {
-        "name": "wiki-dpr",
-        "knowledge_base": "/data/kb/wiki-dpr-4shards",
-        "replicas": 1,  # 2 pods x 2 actors / 4 shards
-        "shards": 4,
-        "actor_cpus": 4.0,
-        "faiss_threads": None,
-    }
+    config = ServiceConfig.model_validate_json(env[SERVICE_CONFIG_ENV_VAR])  # what serve-retrieval reads
+    assert config == ServiceConfig(
+        name="wiki-dpr",
+        knowledge_base="/data/kb/wiki-dpr-4shards",
+        actors_per_shard=1,  # 2 pods x 2 actors / 4 shards
+        shards=4,
+        actor_cpus=4.0,
+    )
 
 
 @pytest.mark.parametrize(
@@ -257,7 +263,7 @@ def test_shared_job_selects_the_raycluster_and_embeds_no_cluster() -> None:
 def test_shared_job_config_points_at_the_cluster_actors_and_sizes_trainers_from_the_pool() -> None:
     config = job_config_of(rendered_shared())
     assert config.retrieval.mode == "ray" and config.retrieval.cluster == "wiki-dpr"
-    assert (config.retrieval.shards, config.retrieval.replicas) == (4, 1)
+    assert (config.retrieval.shards, config.retrieval.actors_per_shard) == (4, 1)
     # 2 pods of the cluster's trainer group x 4 GPUs; CPUs per worker = 32 / 4
     assert config.scaling.num_workers == 8 and config.scaling.use_gpu
     assert config.scaling.cpus_per_worker == 8.0
@@ -269,9 +275,9 @@ def test_two_jobs_on_one_cluster_name_the_same_actors() -> None:
     other["spec"]["job"]["training"]["learning_rate"] = 1e-5
     first, second = job_config_of(rendered_shared()), job_config_of(rendered_shared(other))
     assert first.retrieval.cluster == second.retrieval.cluster == "wiki-dpr"
-    assert (first.retrieval.shards, first.retrieval.replicas) == (
+    assert (first.retrieval.shards, first.retrieval.actors_per_shard) == (
         second.retrieval.shards,
-        second.retrieval.replicas,
+        second.retrieval.actors_per_shard,
     )
     assert first.training.learning_rate != second.training.learning_rate
 

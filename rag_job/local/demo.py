@@ -16,7 +16,7 @@ from rich.table import Table
 
 from rag_job.config import JobConfig
 
-EXAMPLE_DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
+EXAMPLE_DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
 #: Enough for the tiny generator to learn most of the 349 training answers (EM ~0.8) on 2 cores.
 DEMO_STEPS = 400
 
@@ -26,7 +26,7 @@ def demo_config(out: Path, models: Path, kb_dir: Path, max_steps: int) -> JobCon
         {
             "name": "demo",
             "model": {"path": str(models / "rag"), "type": "rag_token"},
-            "retrieval": {"knowledge_base": str(kb_dir), "mode": "ray", "replicas": 1, "n_docs": 3},
+            "retrieval": {"knowledge_base": str(kb_dir), "mode": "ray", "actors_per_shard": 1, "n_docs": 3},
             "data": {"train_path": str(EXAMPLE_DATA / "qa_train.jsonl")},
             "training": {
                 "max_steps": max_steps,
@@ -50,12 +50,12 @@ def demo_config(out: Path, models: Path, kb_dir: Path, max_steps: int) -> JobCon
 def run_demo(out: Path, max_steps: int = DEMO_STEPS) -> dict:
     import shutil
 
-    from rag_job.data import read_examples, read_qa_texts
-    from rag_job.driver import run_training
-    from rag_job.index_build import encode_passages, write_knowledge_base
-    from rag_job.knowledge_base import ingest
-    from rag_job.local_cluster import LocalLayout, connect, start_local_cluster
-    from rag_job.tiny_models import build_tiny_models, retrieval_pairs_for
+    from rag_job.knowledge.index import encode_passages, write_knowledge_base
+    from rag_job.knowledge.ingest import ingest
+    from rag_job.local.cluster import LocalLayout, connect, start_local_cluster
+    from rag_job.local.tiny_models import build_tiny_models, retrieval_pairs_for
+    from rag_job.train.data import read_examples, read_qa_texts
+    from rag_job.train.driver import run_training
 
     console = Console()
     started = time.perf_counter()

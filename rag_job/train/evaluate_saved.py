@@ -13,11 +13,11 @@ def evaluate_saved_model(
 ) -> dict:
     from transformers import RagTokenizer
 
-    from rag_job.data import read_examples
-    from rag_job.evaluation import evaluate
-    from rag_job.model_io import load_model, rag_config_for
     from rag_job.retrieval.retrievers import LocalRagRetriever
     from rag_job.retrieval.searcher import load_passages
+    from rag_job.train.data import read_examples
+    from rag_job.train.evaluation import evaluate
+    from rag_job.train.model_io import load_model, rag_config_for
 
     model_path = model_path or str(Path(config.output_dir) / "model")
     data_path = data or config.data.eval_path or config.data.train_path

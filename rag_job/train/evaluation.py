@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag_job.data import QAExample
-from rag_job.metrics import exact_match, f1_score, precision_at_k, recall_at_k
+from rag_job.train.data import QAExample
+from rag_job.train.metrics import exact_match, f1_score, precision_at_k, recall_at_k
 
 
 @dataclass

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag_job.config import TRAINER_RESOURCE, ConfigError, JobConfig
-from rag_job.data import read_examples
-from rag_job.kb_layout import load_meta
+from rag_job.knowledge.layout import load_meta
+from rag_job.train.data import read_examples
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def start_retrieval(config: JobConfig):
 
     meta = load_meta(config.retrieval.knowledge_base)
     prefix = config.retrieval.cluster or f"{config.name}-retrieval"
-    spec = PoolSpec(name_prefix=prefix, shards=len(meta.shards), replicas=config.retrieval.replicas)
+    spec = PoolSpec(name_prefix=prefix, shards=len(meta.shards), replicas=config.retrieval.actors_per_shard)
     started = time.perf_counter()
     if config.retrieval.cluster:
         pool = RetrievalPool.connect(spec)
@@ -101,7 +101,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from rag_job.train_loop import CHECKPOINT_MODEL_DIR, CHECKPOINT_STATE_FILE, train_loop_per_worker
+    from rag_job.train.loop import CHECKPOINT_MODEL_DIR, CHECKPOINT_STATE_FILE, train_loop_per_worker
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -169,7 +169,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
 
 def _point_config_at_knowledge_base(config: JobConfig, model_dir: Path) -> None:
     """Save the model's RagConfig with this knowledge base, so `RagRetriever.from_pretrained(model_dir)` works."""
-    from rag_job.model_io import rag_config_for
+    from rag_job.train.model_io import rag_config_for
 
     rag_config_for(config, str(model_dir)).save_pretrained(model_dir)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rag_job.config import JobConfig
-from rag_job.kb_layout import load_meta, passages_path
+from rag_job.knowledge.layout import load_meta, passages_path
 from rag_job.retrieval.pool import PoolSpec, RetrievalPool
 
 MODEL_CLASSES = {"rag_token": "RagTokenForGeneration", "rag_sequence": "RagSequenceForGeneration"}

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rag_job.config import JobConfig
-from rag_job.data import QAExample, read_examples
+from rag_job.train.data import QAExample, read_examples
 
 logger = logging.getLogger(__name__)
 
@@ -126,10 +126,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import torch.distributed as dist
     from transformers import RagTokenizer, get_linear_schedule_with_warmup
 
-    from rag_job.evaluation import EvalSums, evaluate
-    from rag_job.model_io import build_retriever, load_model, rag_config_for
     from rag_job.retrieval.pool import PoolSpec
     from rag_job.retrieval.searcher import load_passages
+    from rag_job.train.evaluation import EvalSums, evaluate
+    from rag_job.train.model_io import build_retriever, load_model, rag_config_for
 
     _quiet_ray_train_reports()
     config = JobConfig.model_validate_json(loop_config["job"])

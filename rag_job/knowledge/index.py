@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag_job.kb_layout import (
+from rag_job.knowledge.ingest import Passage
+from rag_job.knowledge.layout import (
     KB_META_FILE,
     PASSAGES_DIR,
     KnowledgeBaseMeta,
@@ -28,7 +29,6 @@ from rag_job.kb_layout import (
     dir_size,
     shard_file_name,
 )
-from rag_job.knowledge_base import Passage
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,2 @@
+"""The knowledge base: ingest (CSV/TSV/JSONL -> passages), index (DPR encode + FAISS shards),
+layout (kb.json, the light reader the operator imports too)."""

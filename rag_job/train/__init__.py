@@ -1,0 +1,1 @@
+"""Fine-tuning on Ray Train: the driver, the per-worker loop, data, evaluation, metrics, model I/O."""
