@@ -1,6 +1,6 @@
 """Kubernetes API permissions the controller uses, as RBAC rules (the chart grants exactly these).
 
-Only what really gets called: `controller.py` through the kubernetes client, and kopf itself
+Only what really gets called: the controllers (finetunejob/, retrievalcluster/) through the kubernetes client, and kopf itself
 (watching, progress annotations, status patches, peering, its own events, resource scanning).
 Grouped the way the chart grants them (files/rbac-rules.yaml): `WORKLOAD` in the watched
 namespaces, `CLUSTER` cluster-wide in every mode, `CLUSTER_WHEN_NAMESPACED` cluster-wide only
@@ -9,7 +9,7 @@ with `--namespace`, and the peering rules of the chosen peering mode.
 
 from __future__ import annotations
 
-from . import names
+from .common import names
 
 Rule = dict[str, list[str]]
 

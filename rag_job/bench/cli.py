@@ -9,7 +9,12 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmarks (retrieval, train, startup).")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Benchmarks (retrieval, train, startup).",
+    rich_markup_mode=None,
+)
 
 #: `--scale`: the large run, for machines with the cores and memory (about 3 GiB per index copy).
 SCALE_RETRIEVAL = {
@@ -63,14 +68,21 @@ def retrieval(
     dim: Annotated[int, typer.Option(help="Vector dimension D.")] = 768,
     index_type: Annotated[str | None, typer.Option(help="flat, hnsw or ivfpq (default flat).")] = None,
     shards: Annotated[int, typer.Option(help="Index shards S (each Ray replica set serves all S).")] = 1,
-    kb: Annotated[
+    knowledge_base: Annotated[
         Path | None,
-        typer.Option(help="Benchmark a real knowledge base directory instead of synthetic vectors."),
+        typer.Option(
+            "--knowledge-base",
+            "--kb",
+            help="Benchmark a real knowledge base directory instead of synthetic vectors.",
+        ),
     ] = None,
     workers: Annotated[str | None, typer.Option(help="Trainer process counts W (default 1,2,4).")] = None,
     replicas: Annotated[str | None, typer.Option(help="Ray replica counts R (default 1,2,4).")] = None,
-    batch: Annotated[
-        int, typer.Option(help="Queries per retrieval call B (per-GPU batch in the blog: 8).")
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size", "--batch", help="Queries per retrieval call B (per-GPU batch in the blog: 8)."
+        ),
     ] = 8,
     k: Annotated[int, typer.Option(help="Documents per query.")] = 5,
     calls: Annotated[int | None, typer.Option(help="Timed calls per trainer (default 30).")] = None,
@@ -92,10 +104,10 @@ def retrieval(
         dim=dim,
         index_type=index_type or preset.get("index_type", defaults.index_type),
         shards=shards,
-        kb_dir=kb,
+        kb_dir=knowledge_base,
         workers=_int_list("--workers", workers or preset.get("workers", "1,2,4")),
         replicas=_int_list("--replicas", replicas or preset.get("replicas", "1,2,4")),
-        batch=batch,
+        batch=batch_size,
         k=k,
         calls=calls or preset.get("calls", defaults.calls),
         warmup=warmup if warmup is not None else preset.get("warmup", defaults.warmup),

@@ -58,7 +58,7 @@ class RetrievalBenchConfig:
             (self.shards >= 1, "--shards must be at least 1"),
             (bool(self.workers) and min(self.workers) >= 1, "--workers needs values of at least 1"),
             (bool(self.replicas) and min(self.replicas) >= 1, "--replicas needs values of at least 1"),
-            (self.batch >= 1, "--batch must be at least 1"),
+            (self.batch >= 1, "--batch-size must be at least 1"),
             (self.k >= 1, "--k must be at least 1"),
             (self.calls >= 1, "--calls must be at least 1"),
             (self.warmup >= 0, "--warmup must be 0 or more"),

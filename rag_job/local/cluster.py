@@ -7,6 +7,8 @@ driver, trainer nodes that declare `rag_trainer`, retrieval nodes that declare
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rag_job.config import RETRIEVAL_RESOURCE, TRAINER_RESOURCE
@@ -69,3 +71,22 @@ def connect(cluster, log_to_driver: bool = False) -> None:
     import ray
 
     ray.init(address=cluster.address, _node_ip_address=LOOPBACK, log_to_driver=log_to_driver)
+
+
+@contextlib.contextmanager
+def ray_session(local: bool, layout: LocalLayout | None = None) -> Iterator[None]:
+    """A local multi-node cluster shaped like `layout` (`--local`), or the cluster this pod is in."""
+    import ray
+
+    cluster = None
+    if local:
+        cluster = start_local_cluster(layout or LocalLayout())
+        connect(cluster, log_to_driver=True)
+    else:
+        ray.init(address="auto")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()

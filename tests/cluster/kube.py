@@ -8,29 +8,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from localcluster.controlplane import Component, ControlPlane, free_port, stop_component, write_kubeconfig
 from localcluster.toolchain import REPO
 
 CHART = REPO / "charts" / "rag-finetune-operator"
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    """Poll check() until it returns something truthy; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    pytest.fail(f"{what} not reached within {timeout:.0f} s")
 
 
 def get_json(kubectl, *args: str) -> dict[str, Any]:

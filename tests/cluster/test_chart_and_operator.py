@@ -20,10 +20,10 @@ import yaml
 
 from localcluster.controlplane import Component, ControlPlane
 from localcluster.toolchain import REPO
+from tests.polling import eventually
 
 from .kube import (
     CHART,
-    eventually,
     get_json,
     install_chart,
     one_of_kind,

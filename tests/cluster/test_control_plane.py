@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from .kube import eventually, get_json
+from tests.polling import eventually
+
+from .kube import get_json
 
 pytestmark = pytest.mark.cluster
 

@@ -18,15 +18,9 @@ import yaml
 
 from localcluster.controlplane import ControlPlane
 from localcluster.toolchain import REPO
+from tests.polling import eventually
 
-from .kube import (
-    eventually,
-    get_if_exists,
-    install_chart,
-    one_of_kind,
-    operator_running,
-    service_account_kubeconfig,
-)
+from .kube import get_if_exists, install_chart, one_of_kind, operator_running, service_account_kubeconfig
 
 pytestmark = pytest.mark.cluster
 

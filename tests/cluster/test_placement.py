@@ -16,8 +16,9 @@ import yaml
 
 from localcluster.kwok import GPU_NODE, HIGHMEM_NODE, INSTANCE_TYPE, NodeShape
 from localcluster.toolchain import REPO
+from tests.polling import eventually
 
-from .kube import eventually, get_json
+from .kube import get_json
 
 pytestmark = pytest.mark.cluster
 

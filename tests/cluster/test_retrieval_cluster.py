@@ -19,8 +19,9 @@ import yaml
 
 from localcluster.controlplane import Component, ControlPlane
 from localcluster.toolchain import REPO
+from tests.polling import eventually
 
-from .kube import chart_operator, eventually, get_if_exists, get_json, owned_by
+from .kube import chart_operator, get_if_exists, get_json, owned_by
 
 pytestmark = pytest.mark.cluster
 
@@ -109,9 +110,9 @@ def test_kuberay_accepts_a_shared_jobs_clusterselector_rayjob_on_that_raycluster
 ) -> None:
     """The RayJob the operator renders for a job with retrievalClusterRef, applied directly (the
     operator only creates it once the cluster is Ready, which needs nodes)."""
-    from rag_operator import render
-    from rag_operator.plan import no_kb_metadata
-    from rag_operator.rrc_plan import cluster_from_manifest
+    from rag_operator.common.sizing import no_kb_metadata
+    from rag_operator.finetunejob import render
+    from rag_operator.retrievalcluster.spec import cluster_from_manifest
 
     job = yaml.safe_load(_manifest(SHARED_JOB_EXAMPLE, "direct-shared"))
     rayjob, _ = render.rayjob_for(

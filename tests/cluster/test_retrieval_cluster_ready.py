@@ -17,8 +17,9 @@ import yaml
 
 from localcluster.controlplane import ControlPlane
 from localcluster.toolchain import REPO
+from tests.polling import eventually
 
-from .kube import eventually, get_if_exists, get_json, owned_by
+from .kube import get_if_exists, get_json, owned_by
 
 pytestmark = pytest.mark.cluster
 

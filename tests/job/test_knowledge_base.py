@@ -104,7 +104,7 @@ def test_build_index_cli_prints_what_it_did_and_reports_bad_rows(tiny_assets, tm
             "-m",
             "rag_job",
             "build-index",
-            "--kb",
+            "--knowledge-base",
             str(kb),
             "--ctx-encoder",
             str(tiny_assets.ctx_encoder),

@@ -62,7 +62,7 @@ def test_the_rendered_cpu_example_succeeds_through_the_job_submission_api(tiny_a
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     from rag_job.local.cluster import LOOPBACK, stay_on_loopback
-    from rag_operator.render import rayjob_for
+    from rag_operator.finetunejob.render import rayjob_for
 
     body = yaml.safe_load((REPO / "examples" / "rag-finetune-job-cpu.yaml").read_text())
     job = body["spec"]["job"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from rfj_testlib import EXAMPLES, FakeMemo, load_rayjob_schema
+
+from tests.operator.testlib import EXAMPLES, FakeMemo, load_rayjob_schema
 
 
 @pytest.fixture(params=sorted(EXAMPLES))

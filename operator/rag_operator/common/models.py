@@ -1,0 +1,188 @@
+"""Pod-level models both custom resources use: the head, placement, trainer pods, the retrieval
+group, storage, env and secrets, conditions. camelCase keys, unknown keys rejected."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic.alias_generators import to_camel
+
+from .quantities import QUANTITY_PATTERN, parse_quantity
+
+
+def _quantity(value: Any) -> str:
+    """Numbers become strings; text must parse as a Kubernetes quantity (a clear message if not)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (examples: 4, 500m, 16Gi)")
+    parse_quantity(value)  # raises ValueError naming the bad text
+    return value
+
+
+#: Memory and sizes: "16Gi". The pattern is for the CRD; pydantic checks with parse_quantity.
+Quantity = Annotated[
+    str, BeforeValidator(_quantity), WithJsonSchema({"type": "string", "pattern": QUANTITY_PATTERN})
+]
+#: CPU may be written as a number (4) or a quantity string ("500m"); stored as a string.
+CpuQuantity = Annotated[
+    str,
+    BeforeValidator(_quantity),
+    WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
+]
+_LOOSE = {"x-kubernetes-preserve-unknown-fields": True}
+Toleration = Annotated[dict[str, Any], Field(json_schema_extra=_LOOSE)]
+Affinity = Annotated[dict[str, Any], Field(json_schema_extra=_LOOSE)]
+
+
+class K8sModel(BaseModel):
+    """camelCase keys, unknown keys rejected (a typo must not be silently dropped)."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class HeadSpec(K8sModel):
+    """The head pod runs the driver only (`num-cpus: 0`): no training, no retrieval."""
+
+    cpu: CpuQuantity = Field(default="1", description="CPU request and limit of the head pod.")
+    memory: Quantity = Field(default="4Gi", description="Memory request and limit of the head pod.")
+
+
+class Placement(K8sModel):
+    """Where a group's pods may run."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Pod tolerations (Kubernetes Toleration objects)."
+    )
+    affinity: Affinity | None = Field(default=None, description="Pod affinity (Kubernetes Affinity object).")
+
+
+class TrainerPodSpec(Placement):
+    """One GPU trainer pod: shared by a job's own trainer group and a retrieval cluster's pool."""
+
+    gpus_per_pod: int = Field(
+        default=1, ge=0, description="GPUs per trainer pod (0: CPU training). Also Ray's num-gpus."
+    )
+    gpu_resource: str = Field(
+        default="nvidia.com/gpu", min_length=1, description="Extended resource name of the GPU limit."
+    )
+    workers_per_pod: int | None = Field(
+        default=None,
+        ge=1,
+        description="Ray Train workers per pod; defaults to gpusPerPod (one GPU per worker), or 1 on CPU.",
+    )
+    cpu: CpuQuantity = Field(default="4", description="CPU request and limit per trainer pod.")
+    memory: Quantity = Field(default="16Gi", description="Memory request and limit per trainer pod.")
+
+    @model_validator(mode="after")
+    def _one_gpu_per_worker(self) -> TrainerPodSpec:
+        if self.gpus_per_pod and self.workers_per_pod not in (None, self.gpus_per_pod):
+            raise ValueError(
+                f"workersPerPod ({self.workers_per_pod}) must equal gpusPerPod ({self.gpus_per_pod}): "
+                "each Ray Train worker uses one GPU; omit workersPerPod"
+            )
+        return self
+
+    @property
+    def workers(self) -> int:
+        """Ray Train workers per pod."""
+        return self.workers_per_pod or self.gpus_per_pod or 1
+
+
+class RetrievalGroupSpec(Placement):
+    """CPU high-memory pods that host the retrieval actors; each declares `rag_retrieval`."""
+
+    replicas: int = Field(
+        default=1, ge=0, description="Retrieval pods (0 only when job.retrieval.mode is not ray)."
+    )
+    shards: int = Field(
+        default=1, ge=1, description="Index shards in the knowledge base; must match its kb.json."
+    )
+    actors_per_pod: int = Field(
+        default=1, ge=1, description="Retrieval actors per pod; each loads one index shard."
+    )
+    cpu: CpuQuantity = Field(
+        default="2", description="CPU request and limit per retrieval pod (>= actorsPerPod x actor_cpus)."
+    )
+    memory: Quantity | None = Field(
+        default=None,
+        description="Memory request and limit per retrieval pod. When omitted it is computed and "
+        "shown in status.retrievalMemory: ceil_Gi(actorsPerPod x shardBytes x memoryHeadroom + "
+        "memoryOverhead), shardBytes = indexSize / shards, or the largest shard in kb.json.",
+    )
+    index_size: Quantity | None = Field(
+        default=None,
+        description="Total size of the FAISS index (all shards), e.g. 60Gi. When omitted the shard "
+        "sizes are read from the knowledge base's kb.json if the operator can read it.",
+    )
+    memory_headroom: float = Field(
+        default=1.5, ge=1, description="Multiplier on the index bytes held by one pod."
+    )
+    memory_overhead: Quantity = Field(
+        default="2Gi", description="Fixed memory added per pod (Ray, Python, passages)."
+    )
+
+
+class PvcStorage(K8sModel):
+    """A PersistentVolumeClaim (ReadWriteMany for several pods) mounted on every pod."""
+
+    claim_name: str = Field(min_length=1, description="Name of an existing PersistentVolumeClaim.")
+    mount_path: str = Field(default="/data", pattern=r"^/", description="Mount path on every pod.")
+    read_only: bool = Field(default=False)
+
+
+class StorageSpec(K8sModel):
+    """Shared storage for model, knowledge base and checkpoints: a PVC or an object-store URI."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["pvc"]}, {"required": ["uri"]}]})
+
+    pvc: PvcStorage | None = Field(default=None, description="Mount this PVC on every pod.")
+    uri: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9+.-]*://",
+        description="Object-store prefix (s3://, gs://, ...) for checkpoints and outputs.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StorageSpec:
+        if (self.pvc is None) == (self.uri is None):
+            raise ValueError("set exactly one of storage.pvc or storage.uri")
+        return self
+
+
+class SecretEnv(K8sModel):
+    """An environment variable taken from a Secret key on every pod; the value never enters the RayJob."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable, e.g. HF_TOKEN.")
+    secret_name: str = Field(min_length=1, description="Secret in the job's namespace.")
+    key: str = Field(min_length=1, description="Key inside the Secret.")
+
+
+class EnvVar(K8sModel):
+    """A plain environment variable on every pod."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    value: str = Field(default="")
+
+
+class RayPodsSpec(K8sModel):
+    """What every Ray pod of a resource shares: the image, its service account, storage and env."""
+
+    image: str = Field(min_length=1, description="Job image (rag_job and Ray), same on every pod.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(default="IfNotPresent")
+    service_account_name: str | None = Field(default=None, description="Service account of the Ray pods.")
+    storage: StorageSpec
+    secrets: list[SecretEnv] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
+
+
+class Condition(K8sModel):
+    """A Kubernetes-style condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: str | None = None

@@ -1,0 +1,176 @@
+"""Builders of the Ray pods and worker groups both resources render. Labels come in as
+arguments, so a job's pods and a retrieval cluster's pods are built by the same code."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rag_job.config import RETRIEVAL_RESOURCE, TRAINER_RESOURCE
+
+from .models import Placement, RayPodsSpec, RetrievalGroupSpec, TrainerPodSpec
+from .names import LABEL_COMPONENT, LABEL_GROUP
+from .quantities import quantity_str
+
+STORAGE_VOLUME = "rag-storage"
+HEAD_PORTS = [
+    {"containerPort": 6379, "name": "gcs-server"},
+    {"containerPort": 8265, "name": "dashboard"},
+    {"containerPort": 10001, "name": "client"},
+]
+#: Worker group names: the pods' LABEL_GROUP values and KubeRay's groupName.
+HEAD_GROUP, TRAINER_GROUP, RETRIEVAL_GROUP = "head", "trainer", "retrieval"
+
+
+def ray_resources_param(resources: dict[str, int]) -> str:
+    """`rayStartParams.resources` in KubeRay's form: a shell-quoted JSON object.
+
+    KubeRay pastes the value after `ray start --resources=`, so the JSON goes inside double
+    quotes with its own quotes escaped: '"{\\"rag_trainer\\": 1}"' in YAML.
+    """
+    return json.dumps(json.dumps(resources, sort_keys=True))
+
+
+def _env(spec: RayPodsSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": var.name, "value": var.value} for var in spec.env]
+    env += [
+        {"name": ref.name, "valueFrom": {"secretKeyRef": {"name": ref.secret_name, "key": ref.key}}}
+        for ref in spec.secrets
+    ]
+    return env
+
+
+def pod_template(
+    labels: dict[str, str],
+    spec: RayPodsSpec,
+    *,
+    group: str,
+    container_name: str,
+    cpu: str | int,
+    memory: str,
+    extra_limits: dict[str, str] | None = None,
+    placement: Placement | None = None,
+    ports: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One Ray container with requests == limits, the shared storage and the env/secrets.
+
+    `labels` are the owner's (a job's or a retrieval cluster's); the component and LABEL_GROUP
+    labels name the group.
+    """
+    requests = {"cpu": quantity_str(cpu), "memory": memory}
+    container: dict[str, Any] = {
+        "name": container_name,
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "resources": {"requests": dict(requests), "limits": {**requests, **(extra_limits or {})}},
+    }
+    if ports:
+        container["ports"] = ports
+    env = _env(spec)
+    if env:
+        container["env"] = env
+    pod_spec: dict[str, Any] = {"containers": [container]}
+    pvc = spec.storage.pvc
+    if pvc is not None:
+        container["volumeMounts"] = [
+            {"name": STORAGE_VOLUME, "mountPath": pvc.mount_path, "readOnly": pvc.read_only}
+        ]
+        pod_spec["volumes"] = [
+            {
+                "name": STORAGE_VOLUME,
+                "persistentVolumeClaim": {"claimName": pvc.claim_name, "readOnly": pvc.read_only},
+            }
+        ]
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    if placement is not None:
+        if placement.node_selector:
+            pod_spec["nodeSelector"] = dict(placement.node_selector)
+        if placement.tolerations:
+            pod_spec["tolerations"] = [dict(t) for t in placement.tolerations]
+        if placement.affinity:
+            pod_spec["affinity"] = dict(placement.affinity)
+    pod_labels = {**labels, LABEL_COMPONENT: group, LABEL_GROUP: group}
+    return {"metadata": {"labels": pod_labels}, "spec": pod_spec}
+
+
+def head_group(labels: dict[str, str], spec: RayPodsSpec, cpu: str, memory: str) -> dict[str, Any]:
+    """The head runs the driver only: `num-cpus: 0` keeps every task and actor off it."""
+    return {
+        "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+        "template": pod_template(
+            labels,
+            spec,
+            group=HEAD_GROUP,
+            container_name="ray-head",
+            cpu=cpu,
+            memory=memory,
+            ports=HEAD_PORTS,
+        ),
+    }
+
+
+def worker_group(
+    name: str,
+    replicas: int,
+    ray_start_params: dict[str, str],
+    template: dict[str, Any],
+    min_replicas: int | None = None,
+    max_replicas: int | None = None,
+) -> dict[str, Any]:
+    """A worker group; fixed size (min == max == replicas) unless bounds are given."""
+    return {
+        "groupName": name,
+        "replicas": replicas,
+        "minReplicas": replicas if min_replicas is None else min_replicas,
+        "maxReplicas": replicas if max_replicas is None else max_replicas,
+        "rayStartParams": ray_start_params,
+        "template": template,
+    }
+
+
+def trainer_group(
+    labels: dict[str, str],
+    spec: RayPodsSpec,
+    trainers: TrainerPodSpec,
+    workers_per_pod: int,
+    replicas: int,
+    max_replicas: int | None = None,
+) -> dict[str, Any]:
+    """Trainer pods: the GPU limit and Ray's num-gpus agree; `rag_trainer` = workers per pod."""
+    gpu_limits = {trainers.gpu_resource: str(trainers.gpus_per_pod)} if trainers.gpus_per_pod else {}
+    template = pod_template(
+        labels,
+        spec,
+        group=TRAINER_GROUP,
+        container_name="ray-worker",
+        cpu=trainers.cpu,
+        memory=trainers.memory,
+        extra_limits=gpu_limits,
+        placement=trainers,
+    )
+    params = {
+        "num-gpus": str(trainers.gpus_per_pod),
+        "resources": ray_resources_param({TRAINER_RESOURCE: workers_per_pod}),
+    }
+    return worker_group(TRAINER_GROUP, replicas, params, template, max_replicas=max_replicas)
+
+
+def retrieval_group(
+    labels: dict[str, str], spec: RayPodsSpec, retrieval: RetrievalGroupSpec, memory: str
+) -> dict[str, Any]:
+    """Fixed-size CPU high-memory pods: `rag_retrieval` = actors per pod, memory sized for the index."""
+    template = pod_template(
+        labels,
+        spec,
+        group=RETRIEVAL_GROUP,
+        container_name="ray-worker",
+        cpu=retrieval.cpu,
+        memory=memory,
+        placement=retrieval,
+    )
+    params = {
+        "num-gpus": "0",
+        "resources": ray_resources_param({RETRIEVAL_RESOURCE: retrieval.actors_per_pod}),
+    }
+    return worker_group(RETRIEVAL_GROUP, retrieval.replicas, params, template)

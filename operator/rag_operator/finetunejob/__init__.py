@@ -1,0 +1,1 @@
+"""RagFinetuneJob: spec -> plan -> RayJob render -> status mapping -> controller."""

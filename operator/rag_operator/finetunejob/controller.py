@@ -1,0 +1,297 @@
+"""kopf handlers for RagFinetuneJob: thin glue between the Kubernetes API and the pure modules.
+
+- create/resume/spec change: validate, create the owned RayJob once (after the referenced
+  RagRetrievalCluster is Ready, for a shared job), apply `suspend`, refuse other changes;
+- RayJob events: mirror its status into ours;
+- a timer: the job's pods' scheduling (PodsScheduled).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from ..common import names
+from ..common.changes import rejected_changes_of
+from ..common.conditions import SPEC_CHANGE_REJECTED, Event, condition_status, find_condition, set_condition
+from ..common.errors import SpecError
+from ..common.kube import (
+    MERGE_PATCH,
+    RAYJOB,
+    RFJ,
+    RRC,
+    create_object,
+    get_object,
+    now,
+    owned_by,
+    patch_status,
+    post_event,
+)
+from ..common.manifests import manifest_of, plain
+from ..common.reconcile import invalid_spec, valid_spec
+from ..retrievalcluster.spec import parse_rrc_spec
+from ..retrievalcluster.status import READY as CLUSTER_READY
+from ..retrievalcluster.status import is_ready
+from . import render, status
+from .spec import parse_spec
+
+#: Condition on a job with retrievalClusterRef, and how often a waiting job looks again.
+RETRIEVAL_CLUSTER_READY = "RetrievalClusterReady"
+WAIT_FOR_CLUSTER_SECONDS = 15
+#: How often a started, unfinished job's pods are checked for scheduling problems.
+SCHEDULING_POLL_SECONDS = 15
+#: Dotted spec paths that may change while the RayJob exists.
+MUTABLE_PATHS = frozenset({"rayJob.suspend"})
+_FINISHED_PHASES = ("Succeeded", "Failed")
+#: Status reasons of a job that has no RayJob yet; creating it replaces them.
+_PRE_RAYJOB_REASONS = (
+    "InvalidSpec",
+    "NameConflict",
+    "RetrievalClusterMissing",
+    "RetrievalClusterDeleting",
+    "RetrievalClusterNotReady",
+)
+
+
+# --- RagFinetuneJob: create / resume / spec change ------------------------------------------------
+
+
+@kopf.on.resume(*RFJ)
+@kopf.on.create(*RFJ)
+@kopf.on.update(*RFJ, field="spec")
+def reconcile(body: Any, memo: Any, patch: Any, logger: Any = None, **_: Any) -> None:
+    """Validate the spec, make sure the RayJob exists (once), apply `suspend`, reject the rest."""
+    meta = body["metadata"]
+    namespace = meta["namespace"]
+    current = dict(body.get("status") or {})
+    conditions = current.get("conditions") or []
+    stamp = now()
+    try:
+        cluster = _retrieval_cluster(memo, body, current, conditions, patch, stamp)
+        if cluster is None:
+            return
+        rayjob, plan = render.rayjob_for(manifest_of(body, names.KIND), cluster=cluster or None)
+    except SpecError as err:
+        running = current.get("rayJobName")
+        message, invalid = invalid_spec(
+            memo, body, err, names.KIND, running and f"RayJob {running}", conditions, stamp
+        )
+        if running:  # an invalid edit of a live job: say so, but the phase still follows the RayJob
+            patch.status.update(conditions=invalid)
+        else:
+            patch.status.update(phase="Failed", reason="InvalidSpec", message=message, conditions=invalid)
+        raise kopf.PermanentError(message) from err
+
+    conditions = valid_spec(conditions, stamp)
+    if cluster:
+        message = f"runs on RagRetrievalCluster {cluster[0]}"
+        conditions = set_condition(conditions, RETRIEVAL_CLUSTER_READY, True, "Ready", message, stamp)
+    rayjob_name = rayjob["metadata"]["name"]
+    existing = get_object(memo, RAYJOB, namespace, rayjob_name)
+    if existing is not None and not owned_by(existing, meta.get("uid"), names.KIND):
+        message = (
+            f"a RayJob named {rayjob_name!r} already exists in {namespace!r} and is not "
+            "owned by this RagFinetuneJob: delete it or rename the RagFinetuneJob"
+        )
+        conditions = set_condition(conditions, status.RAYJOB_CREATED, False, "NameConflict", message, stamp)
+        patch.status.update(phase="Failed", reason="NameConflict", message=message, conditions=conditions)
+        post_event(memo, body, Event("Warning", "NameConflict", message), stamp)
+        raise kopf.PermanentError(message)
+
+    if existing is None and current.get("rayJobName"):
+        # It existed (status says so) and someone deleted it: re-creating would rerun the training.
+        message = (
+            f"RayJob {current['rayJobName']} no longer exists and is not re-created (that would rerun "
+            "the job): delete and re-create the RagFinetuneJob to run it again"
+        )
+        conditions = set_condition(conditions, status.RAYJOB_CREATED, False, "RayJobDeleted", message, stamp)
+        patch.status.update(conditions=conditions)
+        return
+    if existing is None:
+        kopf.append_owner_reference(rayjob, owner=body)
+        existing = create_object(memo, RAYJOB, namespace, rayjob)
+        post_event(memo, body, Event("Normal", "RayJobCreated", f"created RayJob {rayjob_name}"), stamp)
+    else:
+        conditions = _apply_spec_change(memo, body, existing, conditions, stamp)
+
+    conditions = set_condition(
+        conditions, status.RAYJOB_CREATED, True, "Created", f"RayJob {existing['metadata']['name']}", stamp
+    )
+    update: dict[str, Any] = {
+        "rayJobName": existing["metadata"]["name"],
+        "trainers": plan.trainer_workers,
+        "retrievalReplicas": plan.retrieval_pods,
+        "retrievalMemory": plan.retrieval_memory or None,
+        "observedGeneration": meta.get("generation"),
+        "conditions": conditions,
+    }
+    if not current.get("phase") or current.get("reason") in _PRE_RAYJOB_REASONS:
+        update.update(phase="Pending", reason="RayJobCreated", message=None)
+    patch.status.update(
+        {key: value for key, value in update.items() if value is not None or key == "message"}
+    )
+
+
+def _retrieval_cluster(
+    memo: Any, body: Any, current: dict[str, Any], conditions: list[dict[str, Any]], patch: Any, stamp: str
+) -> tuple[str, Any] | tuple[()] | None:
+    """The (name, spec) of the RagRetrievalCluster the job references; () when it references none.
+
+    A missing or not-Ready cluster holds a job that has no RayJob yet: the status says why,
+    kopf retries after a delay (TemporaryError), nothing is created, nothing crash-loops.
+    None: the job already has its RayJob but the cluster cannot be read (reported, no change).
+    """
+    meta = body["metadata"]
+    ref = (body.get("spec") or {}).get("retrievalClusterRef")
+    if not ref:
+        return ()
+    rrc = get_object(memo, RRC, meta["namespace"], ref)
+    started = bool(current.get("rayJobName"))
+    if rrc is not None and (started or is_ready(rrc)):
+        return ref, parse_rrc_spec(plain(rrc.get("spec")))
+    if rrc is None:
+        reason = "RetrievalClusterMissing"
+        message = f"RagRetrievalCluster {ref!r} does not exist in {meta['namespace']!r}"
+    elif (rrc.get("metadata") or {}).get("deletionTimestamp"):
+        reason = "RetrievalClusterDeleting"
+        message = f"RagRetrievalCluster {ref!r} is being deleted"
+    else:
+        reason = "RetrievalClusterNotReady"
+        ready = find_condition((rrc.get("status") or {}).get("conditions"), CLUSTER_READY)
+        message = f"RagRetrievalCluster {ref!r} is not Ready ({ready.get('message') or 'no status yet'})"
+    if started:
+        patch.status.update(
+            conditions=set_condition(conditions, RETRIEVAL_CLUSTER_READY, False, reason, message, stamp)
+        )
+        return None
+    message = f"waiting: {message}; the RayJob is created once it is Ready"
+    updated = set_condition(conditions, RETRIEVAL_CLUSTER_READY, False, reason, message, stamp)
+    patch.status.update(phase="Pending", reason=reason, message=message, conditions=updated)
+    if current.get("reason") != reason:
+        post_event(memo, body, Event("Normal", reason, message), stamp)
+    raise kopf.TemporaryError(message, delay=WAIT_FOR_CLUSTER_SECONDS)
+
+
+def _apply_spec_change(
+    memo: Any, body: Any, rayjob: dict[str, Any], conditions: list[dict[str, Any]], stamp: str
+) -> list[dict[str, Any]]:
+    """Suspend/resume the RayJob; name (and refuse) every other field that changed."""
+    requested = parse_spec(plain(body.get("spec")))
+    rejected = rejected_changes_of(rayjob, requested, MUTABLE_PATHS)
+    had_rejection = condition_status(conditions, SPEC_CHANGE_REJECTED) == "True"
+    if rejected:
+        message = (
+            f"cannot change {', '.join(rejected)} while RayJob {rayjob['metadata']['name']} exists; "
+            "only spec.rayJob.suspend can change. Delete and re-create the RagFinetuneJob to apply them"
+        )
+        conditions = set_condition(conditions, SPEC_CHANGE_REJECTED, True, "ImmutableFields", message, stamp)
+        post_event(memo, body, Event("Warning", "SpecChangeRejected", message), stamp)
+    elif had_rejection:
+        conditions = set_condition(
+            conditions, SPEC_CHANGE_REJECTED, False, "SpecMatchesRayJob", "spec matches the RayJob", stamp
+        )
+    want = requested.ray_job.suspend
+    if bool((rayjob.get("spec") or {}).get("suspend", False)) != want:
+        meta = rayjob["metadata"]
+        memo.custom.patch_namespaced_custom_object(
+            *RAYJOB[:2],
+            meta["namespace"],
+            RAYJOB[2],
+            meta["name"],
+            {"spec": {"suspend": want}},
+            _content_type=MERGE_PATCH,
+        )
+        reason = "Suspending" if want else "Resuming"
+        post_event(memo, body, Event("Normal", reason, f"{reason} RayJob {meta['name']}"), stamp)
+    return conditions
+
+
+# --- RayJob status -> RagFinetuneJob status ------------------------------------------------------
+
+
+@kopf.on.event(*RAYJOB, labels={names.LABEL_MANAGED_BY: names.OPERATOR_NAME})
+def mirror_rayjob(event: dict[str, Any], body: Any, memo: Any, logger: Any = None, **_: Any) -> None:
+    """Copy the RayJob's status into its owner's status; post an event on each phase change."""
+    owner = _owner_name(body)
+    if owner is None:
+        return
+    namespace = body["metadata"]["namespace"]
+    job = get_object(memo, RFJ, namespace, owner)
+    if job is None:
+        return  # the owner is gone; garbage collection removes the RayJob
+    stamp = now()
+    current = job.get("status") or {}
+    if event.get("type") == "DELETED":
+        if job["metadata"].get("deletionTimestamp"):
+            return
+        message = f"RayJob {body['metadata']['name']} was deleted"
+        update = {
+            "conditions": set_condition(
+                current.get("conditions"), status.RAYJOB_CREATED, False, "RayJobDeleted", message, stamp
+            )
+        }
+        events = [Event("Warning", "RayJobDeleted", message)]
+    else:
+        update, events = status.mirror(plain(body), current, stamp)
+    if any(current.get(key) != value for key, value in update.items()):
+        patch_status(memo, RFJ, namespace, owner, {"status": update})
+    for item in events:
+        post_event(memo, job, item, stamp)
+
+
+# --- pod scheduling -> RagFinetuneJob status ------------------------------------------------------
+
+
+def _has_live_pods(status: Any, **_: Any) -> bool:
+    """Only started, unfinished jobs have pods worth checking."""
+    return bool(status.get("rayJobName")) and status.get("phase") not in _FINISHED_PHASES
+
+
+@kopf.timer(*RFJ, interval=SCHEDULING_POLL_SECONDS, when=_has_live_pods)
+def report_scheduling(body: Any, memo: Any, **_: Any) -> None:
+    """Set PodsScheduled from the job's pods, so a group that fits no node says why in our status.
+
+    Reads the pods by the job label (KubeRay copies our template labels onto them). Patches with
+    the resourceVersion just read, so it never overwrites conditions the RayJob mirror wrote in
+    between; on a conflict the next tick tries again.
+    """
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    listed = memo.core.list_namespaced_pod(namespace, label_selector=f"{names.LABEL_JOB}={name}")
+    pods = memo.core.api_client.sanitize_for_serialization(listed).get("items") or []
+    found = status.scheduling(pods, names.LABEL_GROUP)
+    if found is None:
+        return
+    job = get_object(memo, RFJ, namespace, name)
+    if job is None:
+        return
+    conditions = (job.get("status") or {}).get("conditions") or []
+    before = find_condition(conditions, status.PODS_SCHEDULED)
+    wanted = ("True" if found.scheduled else "False", found.reason, found.message)
+    if (before.get("status"), before.get("reason"), before.get("message")) == wanted:
+        return
+    stamp = now()
+    updated = set_condition(
+        conditions, status.PODS_SCHEDULED, found.scheduled, found.reason, found.message, stamp
+    )
+    body_patch = {
+        "metadata": {"resourceVersion": job["metadata"]["resourceVersion"]},
+        "status": {"conditions": updated},
+    }
+    try:
+        patch_status(memo, RFJ, namespace, name, body_patch)
+    except ApiException as err:
+        if err.status == 409:
+            return
+        raise
+    if found.reason == "Unschedulable" and before.get("reason") != "Unschedulable":
+        post_event(memo, job, Event("Warning", "Unschedulable", found.message), stamp)
+
+
+def _owner_name(obj: Any) -> str | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") == names.KIND and ref.get("apiVersion", "").startswith(f"{names.GROUP}/"):
+            return ref.get("name")
+    return None

@@ -1,0 +1,266 @@
+"""From a validated RagFinetuneJob spec to the numbers the layout decides: workers, actors,
+memory, and the full JobConfig the job reads. A job with `retrievalClusterRef` takes them from
+its RagRetrievalCluster instead.
+
+Pure: kb.json comes through `read_kb` and the referenced cluster as an argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from rag_job.config import JobConfig
+
+from ..common.errors import Problems, SpecError
+from ..common.quantities import parse_quantity
+from ..common.sizing import (
+    KbReader,
+    check_name,
+    check_positive_cpu,
+    check_retrieval_actors,
+    read_kb_metadata,
+    retrieval_memory,
+)
+from ..retrievalcluster.spec import RagRetrievalClusterSpec
+from .spec import RagFinetuneJobSpec
+
+#: (name, spec) of the RagRetrievalCluster a shared job references.
+SharedCluster = tuple[str, RagRetrievalClusterSpec]
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """Everything derived from the spec that the RayJob and the status need."""
+
+    job_config: JobConfig
+    trainer_workers: int
+    workers_per_trainer_pod: int
+    retrieval_pods: int
+    retrieval_actors: int
+    retrieval_memory: str
+    retrieval_memory_computed: bool
+
+
+def plan_job(
+    name: str,
+    spec: RagFinetuneJobSpec,
+    read_kb: KbReader = read_kb_metadata,
+    cluster: SharedCluster | None = None,
+) -> JobPlan:
+    """Derive the layout numbers and the full JobConfig; SpecError names every field to fix.
+
+    A job with `retrievalClusterRef` needs the referenced RagRetrievalCluster as `cluster`.
+    """
+    if spec.retrieval_cluster_ref:
+        return plan_shared_job(name, spec, cluster)
+    problems = check_name(name) + check_positive_cpu(spec.trainers.cpu, "spec.trainers.cpu")
+    trainers, retrieval, job_retrieval = spec.trainers, spec.retrieval, spec.job.retrieval
+    workers_per_pod = trainers.workers
+    uses_actors = job_retrieval.mode == "ray"
+    actors = retrieval.replicas * retrieval.actors_per_pod
+    if uses_actors and retrieval.replicas < 1:
+        problems.append(("spec.retrieval.replicas", "must be at least 1 when job.retrieval.mode is ray"))
+    elif not uses_actors and retrieval.replicas:
+        problems.append(
+            (
+                "spec.retrieval.replicas",
+                f"must be 0 when job.retrieval.mode is {job_retrieval.mode}: no retrieval actors run",
+            )
+        )
+    elif uses_actors:
+        problems += check_retrieval_actors(retrieval, job_retrieval.actor_cpus, "job.retrieval.actor_cpus")
+    memory, computed = "", False
+    if uses_actors:
+        memory, computed, _ = retrieval_memory(retrieval, job_retrieval.knowledge_base, read_kb, problems)
+    if problems:
+        raise SpecError(problems)
+    trainer_workers = trainers.replicas * workers_per_pod
+    job_config = job_config_for(
+        name, spec, trainer_workers, workers_per_pod, parse_quantity(trainers.cpu), max(actors, 1)
+    )
+    return JobPlan(
+        job_config=job_config,
+        trainer_workers=trainer_workers,
+        workers_per_trainer_pod=workers_per_pod,
+        retrieval_pods=retrieval.replicas if uses_actors else 0,
+        retrieval_actors=actors if uses_actors else 0,
+        retrieval_memory=memory,
+        retrieval_memory_computed=computed,
+    )
+
+
+def job_config_for(
+    name: str,
+    spec: RagFinetuneJobSpec,
+    trainer_workers: int,
+    workers_per_pod: int,
+    trainer_cpu: Decimal,
+    actors: int,
+    *,
+    shards: int | None = None,
+    use_gpu: bool | None = None,
+    cluster: str | None = None,
+) -> JobConfig:
+    """The full JobConfig; `shards`/`use_gpu`/`cluster` come from a RagRetrievalCluster when shared."""
+    job = spec.job
+    data: dict[str, Any] = job.model_dump(mode="json", exclude_none=True)
+    job_name = data["name"] if "name" in job.model_fields_set else name
+    data["name"] = job_name
+    shards = shards or spec.retrieval.shards
+    data["retrieval"]["shards"] = shards
+    data["retrieval"]["actors_per_shard"] = max(1, actors // shards)
+    if cluster:
+        data["retrieval"]["cluster"] = cluster
+    data["scaling"] = {
+        "num_workers": trainer_workers,
+        "use_gpu": spec.trainers.gpus_per_pod > 0 if use_gpu is None else use_gpu,
+        "cpus_per_worker": float(trainer_cpu / workers_per_pod),
+        "resources_per_worker": {},
+    }
+    checkpoint_set = (
+        "checkpoint" in job.model_fields_set and "storage_path" in job.checkpoint.model_fields_set
+    )
+    if not checkpoint_set:
+        data["checkpoint"]["storage_path"] = f"{_storage_root(spec)}/checkpoints/{job_name}"
+    if "output_dir" not in job.model_fields_set and spec.storage.pvc is not None:
+        data["output_dir"] = f"{_storage_root(spec)}/outputs/{job_name}"
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as err:  # the sub-models already validated: only the derived parts can fail
+        raise SpecError(
+            [(f"spec.job.{'.'.join(map(str, p['loc']))}", p["msg"]) for p in err.errors()]
+        ) from err
+
+
+def _storage_root(spec: RagFinetuneJobSpec) -> str:
+    storage = spec.storage
+    if storage.pvc is not None:
+        return storage.pvc.mount_path.rstrip("/") or ""
+    return (storage.uri or "").rstrip("/")
+
+
+# --- a job on a RagRetrievalCluster ----------------------------------------------------------------
+
+#: Job fields a shared cluster decides; setting them on a job with retrievalClusterRef is an error.
+_NOT_WITH_REF = {
+    "head": "the RagRetrievalCluster's head runs the job",
+    "retrieval": "the RagRetrievalCluster's retrieval actors serve the job",
+}
+_TRAINER_FIELDS_NOT_WITH_REF = ("cpu", "memory", "gpu_resource", "node_selector", "tolerations", "affinity")
+_RAYJOB_FIELDS_NOT_WITH_REF = {
+    "ray_version": "the RagRetrievalCluster's rayVersion applies",
+    "ttl_seconds_after_finished": "a shared RayCluster is never torn down by a job",
+}
+
+
+def _camel(field: str) -> str:
+    head, *rest = field.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def shared_job_problems(spec: RagFinetuneJobSpec, cluster_name: str) -> Problems:
+    """Fields of a job with `retrievalClusterRef` that no longer apply, each with the fix."""
+    ref = f"retrievalClusterRef {cluster_name!r}"
+    problems = [
+        (f"spec.{key}", f"must be omitted with {ref}: {why}")
+        for key, why in _NOT_WITH_REF.items()
+        if key in spec.model_fields_set
+    ]
+    for key in _TRAINER_FIELDS_NOT_WITH_REF:
+        if key in spec.trainers.model_fields_set:
+            problems.append(
+                (
+                    f"spec.trainers.{_camel(key)}",
+                    f"must be omitted with {ref}: the cluster's trainer group decides the pods "
+                    "(set spec.trainers.replicas only)",
+                )
+            )
+    for key, why in _RAYJOB_FIELDS_NOT_WITH_REF.items():
+        if key in spec.ray_job.model_fields_set:
+            problems.append((f"spec.rayJob.{_camel(key)}", f"must be omitted with {ref}: {why}"))
+    ray_job = spec.ray_job
+    if ray_job.suspend:
+        problems.append(("spec.rayJob.suspend", "KubeRay cannot suspend a RayJob on a shared RayCluster"))
+    if ray_job.submission_mode == "SidecarMode":
+        problems.append(("spec.rayJob.submissionMode", "SidecarMode cannot run on a shared RayCluster"))
+    if ray_job.backoff_limit:
+        problems.append(("spec.rayJob.backoffLimit", "must be 0 on a shared RayCluster (KubeRay rule)"))
+    if spec.job.retrieval.mode != "ray":
+        problems.append(
+            ("spec.job.retrieval.mode", f"must be ray with {ref}: the shared actors are Ray actors")
+        )
+    return problems
+
+
+def plan_shared_job(name: str, spec: RagFinetuneJobSpec, cluster: SharedCluster | None) -> JobPlan:
+    """A job on a RagRetrievalCluster: its trainers run in the cluster's trainer group."""
+    ref = spec.retrieval_cluster_ref or ""
+    problems = check_name(name) + shared_job_problems(spec, ref)
+    if cluster is None or cluster[0] != ref:
+        problems.append(
+            ("spec.retrievalClusterRef", f"RagRetrievalCluster {ref!r} is needed to render this job")
+        )
+        raise SpecError(problems)
+    _, rrc = cluster
+    if spec.job.retrieval.knowledge_base != rrc.knowledge_base:
+        problems.append(
+            (
+                "spec.job.retrieval.knowledge_base",
+                f"{spec.job.retrieval.knowledge_base!r} differs from RagRetrievalCluster {ref!r}'s "
+                f"knowledgeBase {rrc.knowledge_base!r}: set them equal (the loaded index is that one)",
+            )
+        )
+    pool, trainers = rrc.trainers, spec.trainers
+    if "gpus_per_pod" in trainers.model_fields_set and trainers.gpus_per_pod != pool.gpus_per_pod:
+        problems.append(
+            (
+                "spec.trainers.gpusPerPod",
+                f"is {trainers.gpus_per_pod} but RagRetrievalCluster {ref!r} has "
+                f"{pool.gpus_per_pod} GPUs per trainer pod: omit it or make them equal",
+            )
+        )
+    if "workers_per_pod" in trainers.model_fields_set and trainers.workers_per_pod != pool.workers:
+        problems.append(
+            (
+                "spec.trainers.workersPerPod",
+                f"is {trainers.workers_per_pod} but RagRetrievalCluster {ref!r} runs {pool.workers} "
+                "workers per trainer pod: omit it",
+            )
+        )
+    if trainers.replicas > pool.max_replicas:
+        problems.append(
+            (
+                "spec.trainers.replicas",
+                f"{trainers.replicas} trainer pods exceed RagRetrievalCluster {ref!r}'s "
+                f"trainers.maxReplicas ({pool.max_replicas})",
+            )
+        )
+    if problems:
+        raise SpecError(problems)
+    workers = trainers.replicas * pool.workers
+    retrieval = rrc.retrieval
+    actors = retrieval.replicas * retrieval.actors_per_pod
+    job_config = job_config_for(
+        name,
+        spec,
+        workers,
+        pool.workers,
+        parse_quantity(pool.cpu),
+        actors,
+        shards=retrieval.shards,
+        use_gpu=pool.gpus_per_pod > 0,
+        cluster=ref,
+    )
+    return JobPlan(
+        job_config=job_config,
+        trainer_workers=workers,
+        workers_per_trainer_pod=pool.workers,
+        retrieval_pods=retrieval.replicas,
+        retrieval_actors=actors,
+        retrieval_memory="",
+        retrieval_memory_computed=False,
+    )

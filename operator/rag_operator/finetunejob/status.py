@@ -1,0 +1,118 @@
+"""Pure mapping from a RayJob's status (and its pods' scheduling) to the RagFinetuneJob's status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..common.conditions import Event, find_condition, set_condition
+
+#: Condition types, one per phase plus the lifecycle ones the controller sets.
+RAYJOB_CREATED = "RayJobCreated"
+PHASE_CONDITIONS = ("Running", "Succeeded", "Failed", "Suspended")
+#: Condition saying whether the scheduler placed every pod of the job, and if not, why.
+PODS_SCHEDULED = "PodsScheduled"
+
+_TERMINAL_FAILED = {"FAILED", "STOPPED"}
+
+
+def phase_of(job_status: str | None, deployment_status: str | None) -> str:
+    """Our phase from KubeRay's two fields: the deployment status wins, then Ray's job state."""
+    deployment = deployment_status or ""
+    job = (job_status or "").upper()
+    if deployment in ("Suspended", "Suspending"):
+        return "Suspended"
+    if deployment == "Failed":
+        return "Failed"
+    if deployment == "Complete":
+        return "Succeeded" if job == "SUCCEEDED" else "Failed"
+    if deployment == "Retrying":
+        return "Pending"
+    if job == "SUCCEEDED":
+        return "Succeeded"
+    if job in _TERMINAL_FAILED:
+        return "Failed"
+    if job == "RUNNING" and deployment == "Running":
+        return "Running"
+    return "Pending"
+
+
+def mirror(
+    rayjob: dict[str, Any], current: dict[str, Any] | None, now: str
+) -> tuple[dict[str, Any], list[Event]]:
+    """The status patch for the RagFinetuneJob and the events to post, from its RayJob."""
+    current = current or {}
+    ray_status = rayjob.get("status") or {}
+    job_status = ray_status.get("jobStatus") or None
+    deployment = ray_status.get("jobDeploymentStatus") or None
+    phase = phase_of(job_status, deployment)
+    reason = ray_status.get("reason") or None
+    message = ray_status.get("message") or None
+    patch: dict[str, Any] = {
+        "phase": phase,
+        "jobStatus": job_status,
+        "jobDeploymentStatus": deployment,
+        "reason": reason,
+        "message": message,
+        "startTime": ray_status.get("startTime"),
+        "endTime": ray_status.get("endTime"),
+        "dashboardURL": ray_status.get("dashboardURL"),
+        "rayClusterName": ray_status.get("rayClusterName"),
+    }
+    conditions = current.get("conditions") or []
+    detail = f"RayJob jobDeploymentStatus={deployment or '-'} jobStatus={job_status or '-'}"
+    for type_ in PHASE_CONDITIONS:
+        why = reason or type_ if type_ == phase else f"Not{type_}"
+        text = f"{detail}: {message}" if (message and type_ == phase) else detail
+        conditions = set_condition(conditions, type_, type_ == phase, why, text, now)
+    patch["conditions"] = conditions
+    events = []
+    if phase != current.get("phase"):
+        kind = "Warning" if phase == "Failed" else "Normal"
+        text = f"{phase}: {detail}" + (f" ({reason}: {message})" if reason or message else "")
+        events.append(Event(kind, phase, text))
+    # Drop keys KubeRay has not set yet, so a patch never writes explicit nulls over our own fields.
+    cleaned = {key: value for key, value in patch.items() if value is not None}
+    return cleaned, events
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """The PodsScheduled condition, read from the job's pods."""
+
+    scheduled: bool
+    reason: str  # Scheduled | Unschedulable | WaitingForScheduler
+    message: str
+
+
+def scheduling(pods: list[dict[str, Any]], group_label: str) -> Scheduling | None:
+    """Whether the scheduler placed every pod; None when there are no pods yet.
+
+    Unschedulable pods (PodScheduled=False, which kube-scheduler sets with the reason per
+    node) are reported per group (`group_label`), with the scheduler's message, so a user sees
+    e.g. that the retrieval group's memory fits no node.
+    """
+    if not pods:
+        return None
+    unschedulable: dict[str, list[str]] = {}
+    waiting = 0
+    for pod in pods:
+        condition = find_condition((pod.get("status") or {}).get("conditions"), "PodScheduled")
+        if condition.get("status") == "True":
+            continue
+        if not condition.get("message"):
+            waiting += 1
+            continue
+        group = ((pod.get("metadata") or {}).get("labels") or {}).get(group_label, "?")
+        unschedulable.setdefault(group, []).append(condition["message"])
+    if unschedulable:
+        parts = []
+        for group, messages in sorted(unschedulable.items()):
+            count = f"{len(messages)} pod{'s' if len(messages) > 1 else ''}"
+            # Pods of one group fail for the same reason; show each distinct message once.
+            why = " | ".join(dict.fromkeys(messages))
+            parts.append(f"group {group}: {count} cannot be scheduled: {why}")
+        return Scheduling(False, "Unschedulable", "; ".join(parts))
+    if waiting:
+        return Scheduling(False, "WaitingForScheduler", f"{waiting} of {len(pods)} pods not scheduled yet")
+    return Scheduling(True, "Scheduled", f"all {len(pods)} pods scheduled")

@@ -1,0 +1,63 @@
+"""The running operator: kopf settings, and every controller, registered by importing it.
+
+One place that shows what runs: the RagFinetuneJob controller (finetunejob/controller.py) and
+the RagRetrievalCluster controller (retrievalcluster/controller.py). Imported only by `run`:
+kopf and the kubernetes client are not needed to render or to generate the CRDs.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import kopf
+
+from .common import names
+from .finetunejob import controller as finetunejob_controller
+from .retrievalcluster import controller as retrievalcluster_controller
+
+#: The modules whose kopf handlers this operator runs.
+CONTROLLERS = (finetunejob_controller, retrievalcluster_controller)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Keep kopf's bookkeeping in our own annotations; connect the kubernetes client."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=names.GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = names.FINALIZER  # only resources with a delete handler get it
+    settings.posting.level = logging.WARNING
+    if getattr(memo, "custom", None) is None:
+        from kubernetes import client, config
+
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        memo.custom = client.CustomObjectsApi()
+        memo.core = client.CoreV1Api()
+
+
+def run(
+    namespaces: list[str],
+    *,
+    standalone: bool,
+    peering: str | None,
+    priority: int | None,
+    liveness_port: int,
+    debug: bool,
+    quiet: bool,
+) -> None:
+    """Run every controller until stopped (`python -m rag_operator run`)."""
+    kopf.configure(debug=debug, quiet=quiet)
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=standalone,
+        peering_name=None if standalone else (peering or names.OPERATOR_NAME),
+        priority=priority if priority is not None else random.randint(1, 2**31 - 1),
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz",
+    )

@@ -1,0 +1,1 @@
+"""RagRetrievalCluster: spec -> plan -> RayCluster + service RayJob render -> status -> controller."""
