@@ -163,13 +163,14 @@ def _load_config(config_file: Path | None):
     """The JobConfig from --config, or from the RayJob's runtime env (RAG_JOB_CONFIG) without it."""
     import os
 
-    from rag_job.config import CONFIG_ENV_VAR, ConfigError, JobConfig
+    from rag_job.config import CONFIG_ENV_VAR, ConfigError, JobConfig, decode_from_env
 
     try:
         if config_file is not None:
             return JobConfig.from_file(config_file)
         if os.environ.get(CONFIG_ENV_VAR):
-            return JobConfig.from_json_text(os.environ[CONFIG_ENV_VAR], source=f"${CONFIG_ENV_VAR}")
+            text = decode_from_env(os.environ[CONFIG_ENV_VAR])
+            return JobConfig.from_json_text(text, source=f"${CONFIG_ENV_VAR}")
     except ConfigError as err:
         _fail(str(err))
     _fail(f"no config: pass --config FILE or set {CONFIG_ENV_VAR} to the JobConfig as JSON")
@@ -248,7 +249,7 @@ def serve_retrieval(
     import ray
     from pydantic import ValidationError
 
-    from rag_job.config import SERVICE_CONFIG_ENV_VAR, ServiceConfig
+    from rag_job.config import SERVICE_CONFIG_ENV_VAR, ConfigError, ServiceConfig, decode_from_env
     from rag_job.knowledge.layout import KnowledgeBaseLayoutError
     from rag_job.retrieval.service import serve_forever
 
@@ -258,13 +259,15 @@ def serve_retrieval(
                 name=name, knowledge_base=knowledge_base, actors_per_shard=actors_per_shard
             )
         elif os.environ.get(SERVICE_CONFIG_ENV_VAR):
-            config = ServiceConfig.model_validate_json(os.environ[SERVICE_CONFIG_ENV_VAR])
+            config = ServiceConfig.model_validate_json(decode_from_env(os.environ[SERVICE_CONFIG_ENV_VAR]))
         else:
             _usage(f"pass --knowledge-base and --name, or set {SERVICE_CONFIG_ENV_VAR}", "--knowledge-base")
     except ValidationError as err:
         from rag_job.config import format_validation_error
 
         _fail(format_validation_error(err, "retrieval service config"))
+    except ConfigError as err:
+        _fail(str(err))
     ray.init(address="auto")
     try:
         serve_forever(config, interval)

@@ -7,6 +7,7 @@ nothing heavier than pydantic and PyYAML: the operator image has no torch or Ray
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -25,9 +26,28 @@ RETRIEVAL_NAMESPACE = "rag-retrieval"
 CONFIG_ENV_VAR = "RAG_JOB_CONFIG"
 #: Environment variable that carries the JSON ServiceConfig into the retrieval service's RayJob.
 SERVICE_CONFIG_ENV_VAR = "RAG_RETRIEVAL_SERVICE_CONFIG"
+#: Prefix of an env var value that holds the JSON base64-encoded. KubeRay's submitter pastes the
+#: runtime env into a `bash -c` line inside double quotes, where `$(...)`, backticks and `$VAR` in a
+#: user's path would be expanded; base64 has none of those characters.
+ENV_BASE64_PREFIX = "base64:"
 #: Retrieval actors are named `<prefix>-shard{s}-replica{r}`: the job, the retrieval service and
 #: the operator (which counts loaded actors on the dashboard) all use these two functions.
 _ACTOR_NAME = re.compile(r"^(?P<prefix>.+)-shard(?P<shard>\d+)-replica(?P<replica>\d+)$")
+
+
+def encode_for_env(text: str) -> str:
+    """A config's JSON as an env var value that no shell can alter (see ENV_BASE64_PREFIX)."""
+    return ENV_BASE64_PREFIX + base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def decode_from_env(value: str) -> str:
+    """The JSON text of an env var value: base64 (what the operator writes) or plain JSON (by hand)."""
+    if not value.startswith(ENV_BASE64_PREFIX):
+        return value
+    try:
+        return base64.b64decode(value[len(ENV_BASE64_PREFIX) :], validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(f"the config's {ENV_BASE64_PREFIX} value is not valid base64 UTF-8: {err}") from err
 
 
 def actor_name(prefix: str, shard: int, replica: int) -> str:
@@ -44,9 +64,9 @@ def parse_actor_name(name: str, prefix: str) -> tuple[int, int] | None:
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors: a typo in a config must not be silently ignored."""
+    """Unknown keys are errors (a typo must not be silently ignored); numbers are finite."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ModelConfig(_Strict):

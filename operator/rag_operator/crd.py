@@ -8,6 +8,7 @@ The API server needs a *structural* schema: every node typed, no `$ref`, no type
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import yaml
@@ -70,8 +71,17 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
                 out["x-kubernetes-preserve-unknown-fields"] = True
             # False: unknown keys are pruned by the API server and rejected by kubectl's strict
             # field validation; a structural schema may not combine it with `properties`.
+        elif key in ("propertyNames", "patternProperties"):
+            continue  # handled below: CRD schemas allow neither
         else:
             out[key] = value
+    if "patternProperties" in node:
+        # pydantic writes dict[KeyType, V] as patternProperties {key pattern: V}: in a CRD the values
+        # become additionalProperties and the key rule a CEL rule on the map.
+        ((pattern, values),) = node["patternProperties"].items()
+        out["additionalProperties"] = structural(values, defs)
+        max_length = (node.get("propertyNames") or {}).get("maxLength", 253)
+        out.setdefault("x-kubernetes-validations", []).append(_key_rule(pattern, max_length))
     if out.get("x-kubernetes-preserve-unknown-fields"):
         out.pop("additionalProperties", None)
     if "type" not in out and not out.get("x-kubernetes-int-or-string") and "enum" not in out:
@@ -79,6 +89,14 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
     if "enum" in out and "type" not in out:
         out["type"] = "string"
     return out
+
+
+def _key_rule(pattern: str, max_length: int) -> dict[str, str]:
+    """A CEL rule that every key of a map matches the key type's pattern (RE2, as in pydantic)."""
+    return {
+        "rule": f"self.all(k, k.matches({json.dumps(pattern)}) && size(k) <= {max_length})",
+        "message": "every key must be a qualified name ([prefix/]name, e.g. node.kubernetes.io/instance-type)",
+    }
 
 
 def _schema(model: type) -> dict[str, Any]:

@@ -8,6 +8,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
+from .k8s_types import (
+    DnsSubdomain,
+    EnvVarName,
+    ExtendedResourceName,
+    ImageReference,
+    Int32,
+    LabelValue,
+    MountPath,
+    QualifiedName,
+    SecretKey,
+)
 from .quantities import QUANTITY_PATTERN, parse_quantity
 
 
@@ -32,14 +43,49 @@ CpuQuantity = Annotated[
     WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
 ]
 _LOOSE = {"x-kubernetes-preserve-unknown-fields": True}
-Toleration = Annotated[dict[str, Any], Field(json_schema_extra=_LOOSE)]
-Affinity = Annotated[dict[str, Any], Field(json_schema_extra=_LOOSE)]
+_AFFINITY_KEYS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
+
+
+def _affinity(value: Any) -> Any:
+    """An Affinity object: its three known keys, each an object (their insides are the API server's)."""
+    if not isinstance(value, dict):
+        raise ValueError("must be a Kubernetes Affinity object, e.g. {nodeAffinity: {...}}")
+    unknown = sorted(set(value) - set(_AFFINITY_KEYS))
+    if unknown:
+        raise ValueError(f"unknown keys {unknown}: an Affinity has only {', '.join(_AFFINITY_KEYS)}")
+    for key, sub in value.items():
+        if not isinstance(sub, dict):
+            raise ValueError(f"{key} must be an object")
+    return value
+
+
+Affinity = Annotated[dict[str, Any], BeforeValidator(_affinity), Field(json_schema_extra=_LOOSE)]
 
 
 class K8sModel(BaseModel):
-    """camelCase keys, unknown keys rejected (a typo must not be silently dropped)."""
+    """camelCase keys, unknown keys rejected (a typo must not be silently dropped), finite numbers."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, allow_inf_nan=False
+    )
+
+
+class Toleration(K8sModel):
+    """A Kubernetes Toleration (the fields a pod spec accepts)."""
+
+    key: QualifiedName | None = Field(default=None, description="Taint key; empty with Exists matches all.")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal")
+    value: LabelValue | None = Field(default=None, description="Taint value (with Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(default=None)
+    toleration_seconds: int | None = Field(default=None, ge=0, description="With NoExecute only.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("value must be empty when operator is Exists")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("tolerationSeconds needs effect NoExecute")
+        return self
 
 
 class HeadSpec(K8sModel):
@@ -52,23 +98,24 @@ class HeadSpec(K8sModel):
 class Placement(K8sModel):
     """Where a group's pods may run."""
 
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
-    tolerations: list[Toleration] = Field(
-        default_factory=list, description="Pod tolerations (Kubernetes Toleration objects)."
+    node_selector: dict[QualifiedName, LabelValue] = Field(
+        default_factory=dict, max_length=64, description="Pod nodeSelector (label keys and values)."
     )
+    tolerations: list[Toleration] = Field(default_factory=list, description="Pod tolerations.")
     affinity: Affinity | None = Field(default=None, description="Pod affinity (Kubernetes Affinity object).")
 
 
 class TrainerPodSpec(Placement):
     """One GPU trainer pod: shared by a job's own trainer group and a retrieval cluster's pool."""
 
-    gpus_per_pod: int = Field(
+    gpus_per_pod: Int32 = Field(
         default=1, ge=0, description="GPUs per trainer pod (0: CPU training). Also Ray's num-gpus."
     )
-    gpu_resource: str = Field(
-        default="nvidia.com/gpu", min_length=1, description="Extended resource name of the GPU limit."
+    gpu_resource: ExtendedResourceName = Field(
+        default="nvidia.com/gpu",
+        description="Extended resource name of the GPU limit (what the device plugin advertises).",
     )
-    workers_per_pod: int | None = Field(
+    workers_per_pod: Int32 | None = Field(
         default=None,
         ge=1,
         description="Ray Train workers per pod; defaults to gpusPerPod (one GPU per worker), or 1 on CPU.",
@@ -94,13 +141,13 @@ class TrainerPodSpec(Placement):
 class RetrievalGroupSpec(Placement):
     """CPU high-memory pods that host the retrieval actors; each declares `rag_retrieval`."""
 
-    replicas: int = Field(
+    replicas: Int32 = Field(
         default=1, ge=0, description="Retrieval pods (0 only when job.retrieval.mode is not ray)."
     )
-    shards: int = Field(
+    shards: Int32 = Field(
         default=1, ge=1, description="Index shards in the knowledge base; must match its kb.json."
     )
-    actors_per_pod: int = Field(
+    actors_per_pod: Int32 = Field(
         default=1, ge=1, description="Retrieval actors per pod; each loads one index shard."
     )
     cpu: CpuQuantity = Field(
@@ -118,7 +165,7 @@ class RetrievalGroupSpec(Placement):
         "sizes are read from the knowledge base's kb.json if the operator can read it.",
     )
     memory_headroom: float = Field(
-        default=1.5, ge=1, description="Multiplier on the index bytes held by one pod."
+        default=1.5, ge=1, le=100, description="Multiplier on the index bytes held by one pod."
     )
     memory_overhead: Quantity = Field(
         default="2Gi", description="Fixed memory added per pod (Ray, Python, passages)."
@@ -128,8 +175,8 @@ class RetrievalGroupSpec(Placement):
 class PvcStorage(K8sModel):
     """A PersistentVolumeClaim (ReadWriteMany for several pods) mounted on every pod."""
 
-    claim_name: str = Field(min_length=1, description="Name of an existing PersistentVolumeClaim.")
-    mount_path: str = Field(default="/data", pattern=r"^/", description="Mount path on every pod.")
+    claim_name: DnsSubdomain = Field(description="Name of an existing PersistentVolumeClaim.")
+    mount_path: MountPath = Field(default="/data", description="Mount path on every pod.")
     read_only: bool = Field(default=False)
 
 
@@ -141,7 +188,7 @@ class StorageSpec(K8sModel):
     pvc: PvcStorage | None = Field(default=None, description="Mount this PVC on every pod.")
     uri: str | None = Field(
         default=None,
-        pattern=r"^[a-z][a-z0-9+.-]*://",
+        pattern=r"^[a-z][a-z0-9+.-]*://[^\s]+$",
         description="Object-store prefix (s3://, gs://, ...) for checkpoints and outputs.",
     )
 
@@ -155,24 +202,27 @@ class StorageSpec(K8sModel):
 class SecretEnv(K8sModel):
     """An environment variable taken from a Secret key on every pod; the value never enters the RayJob."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable, e.g. HF_TOKEN.")
-    secret_name: str = Field(min_length=1, description="Secret in the job's namespace.")
-    key: str = Field(min_length=1, description="Key inside the Secret.")
+    name: EnvVarName = Field(description="Environment variable, e.g. HF_TOKEN.")
+    secret_name: DnsSubdomain = Field(description="Secret in the job's namespace.")
+    key: SecretKey = Field(description="Key inside the Secret.")
 
 
 class EnvVar(K8sModel):
     """A plain environment variable on every pod."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    name: EnvVarName
     value: str = Field(default="")
 
 
 class RayPodsSpec(K8sModel):
     """What every Ray pod of a resource shares: the image, its service account, storage and env."""
 
-    image: str = Field(min_length=1, description="Job image (rag_job and Ray), same on every pod.")
+    image: ImageReference = Field(description="Job image (rag_job and Ray), same on every pod.")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(default="IfNotPresent")
-    service_account_name: str | None = Field(default=None, description="Service account of the Ray pods.")
+    service_account_name: DnsSubdomain | None = Field(
+        default=None,
+        description="Service account of the Ray pods (its token is mounted only with security.automountServiceAccountToken).",
+    )
     storage: StorageSpec
     secrets: list[SecretEnv] = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list)

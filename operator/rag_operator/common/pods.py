@@ -87,7 +87,9 @@ def pod_template(
         if placement.node_selector:
             pod_spec["nodeSelector"] = dict(placement.node_selector)
         if placement.tolerations:
-            pod_spec["tolerations"] = [dict(t) for t in placement.tolerations]
+            pod_spec["tolerations"] = [
+                t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in placement.tolerations
+            ]
         if placement.affinity:
             pod_spec["affinity"] = dict(placement.affinity)
     pod_labels = {**labels, LABEL_COMPONENT: group, LABEL_GROUP: group}

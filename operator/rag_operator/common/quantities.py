@@ -34,11 +34,11 @@ def parse_quantity(value: str | int | float) -> Decimal:
         raise ValueError(f"{value!r} is not a quantity")
     if isinstance(value, int | float):
         return Decimal(str(value))
-    match = _QUANTITY.match(value.strip())
+    match = _QUANTITY.fullmatch(value)  # no surrounding blanks: the API server refuses them too
     if not match:
         raise ValueError(f"{value!r} is not a Kubernetes quantity (examples: 4, 500m, 16Gi)")
     suffix = match.group(2) or ""
-    number = value.strip()[: len(value.strip()) - len(suffix)]
+    number = value[: len(value) - len(suffix)]
     try:
         return Decimal(number) * _SUFFIXES[suffix]
     except InvalidOperation as err:  # pragma: no cover - the pattern already excludes this

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rag_job.config import CONFIG_ENV_VAR
+from rag_job.config import CONFIG_ENV_VAR, encode_for_env
 
 from ..common import names
 from ..common.manifests import applied_spec, check_manifest, runtime_env_yaml
@@ -35,7 +35,7 @@ def render_rayjob(
         metadata["namespace"] = namespace
     metadata["labels"] = labels(job_name, "rayjob")
     metadata["annotations"] = {names.ANNOTATION_APPLIED_SPEC: applied_spec(spec)}
-    runtime_env = runtime_env_yaml(CONFIG_ENV_VAR, plan.job_config.to_json())
+    runtime_env = runtime_env_yaml(CONFIG_ENV_VAR, encode_for_env(plan.job_config.to_json()))
     if spec.retrieval_cluster_ref:
         metadata["labels"][names.LABEL_RETRIEVAL_CLUSTER] = spec.retrieval_cluster_ref
         rayjob_spec = _shared_cluster_rayjob_spec(spec, runtime_env)

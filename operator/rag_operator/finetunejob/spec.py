@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from rag_job import config as job_config
 
 from ..common.errors import spec_error
+from ..common.k8s_types import Dns1035Label, Int32, RayVersion
 from ..common.models import (
     Condition,
     HeadSpec,
@@ -38,7 +39,7 @@ def _without(model: type[BaseModel], exclude: frozenset[str], name: str) -> type
     }
     return create_model(  # type: ignore[call-overload]
         name,
-        __config__=ConfigDict(extra="forbid"),
+        __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
         __doc__=model.__doc__,
         **fields,
     )
@@ -61,7 +62,7 @@ def _job_section() -> type[BaseModel]:
             fields[key] = (info.annotation, info)
     return create_model(  # type: ignore[call-overload]
         "JobSection",
-        __config__=ConfigDict(extra="forbid"),
+        __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
         __doc__="The job's JobConfig (snake_case keys) without `scaling`, `retrieval.actors_per_shard`, "
         "`retrieval.shards` and `retrieval.cluster`, which the cluster layout decides.",
         **fields,
@@ -74,23 +75,23 @@ JobSection = _job_section()
 class TrainerGroupSpec(TrainerPodSpec):
     """GPU pods that run the Ray Train workers; each declares the `rag_trainer` Ray resource."""
 
-    replicas: int = Field(default=1, ge=1, description="Trainer pods.")
+    replicas: Int32 = Field(default=1, ge=1, description="Trainer pods.")
 
 
 class RayJobOptions(K8sModel):
     """Knobs passed through to the KubeRay RayJob."""
 
-    ray_version: str = Field(default="2.60.0", description="Ray version in the image.")
+    ray_version: RayVersion = Field(default="2.60.0", description="Ray version in the image.")
     submission_mode: Literal["K8sJobMode", "HTTPMode", "SidecarMode"] = Field(
         default="K8sJobMode", description="How KubeRay submits the entrypoint."
     )
-    ttl_seconds_after_finished: int = Field(
+    ttl_seconds_after_finished: Int32 = Field(
         default=3600, ge=0, description="Seconds the finished cluster is kept before deletion."
     )
-    active_deadline_seconds: int | None = Field(
+    active_deadline_seconds: Int32 | None = Field(
         default=None, ge=1, description="Fail the job after this many seconds."
     )
-    backoff_limit: int = Field(default=0, ge=0, description="Retries of the whole RayJob.")
+    backoff_limit: Int32 = Field(default=0, ge=0, description="Retries of the whole RayJob.")
     suspend: bool = Field(default=False, description="Create suspended, or suspend a running job.")
 
 
@@ -105,9 +106,8 @@ class RagFinetuneJobSpec(RayPodsSpec):
     trainers: TrainerGroupSpec = Field(default_factory=TrainerGroupSpec)
     retrieval: RetrievalGroupSpec = Field(default_factory=RetrievalGroupSpec)
     ray_job: RayJobOptions = Field(default_factory=RayJobOptions)
-    retrieval_cluster_ref: str | None = Field(
+    retrieval_cluster_ref: Dns1035Label | None = Field(
         default=None,
-        pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
         description="Name of a RagRetrievalCluster in the same namespace: the job runs on its "
         "RayCluster (clusterSelector) and uses its loaded retrieval actors instead of starting "
         "its own. head and retrieval must then be omitted.",

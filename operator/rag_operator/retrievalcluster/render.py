@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rag_job.config import SERVICE_CONFIG_ENV_VAR, ServiceConfig
+from rag_job.config import SERVICE_CONFIG_ENV_VAR, ServiceConfig, encode_for_env
 
 from ..common import names
 from ..common.manifests import applied_spec, check_manifest, runtime_env_yaml
@@ -95,7 +95,7 @@ def render_service_rayjob(
         "spec": {
             "entrypoint": SERVICE_ENTRYPOINT,
             "runtimeEnvYAML": runtime_env_yaml(
-                SERVICE_CONFIG_ENV_VAR, service_config(name, spec, plan).to_json()
+                SERVICE_CONFIG_ENV_VAR, encode_for_env(service_config(name, spec, plan).to_json())
             ),
             "submissionMode": "HTTPMode",
             "shutdownAfterJobFinishes": False,

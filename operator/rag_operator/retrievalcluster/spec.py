@@ -13,19 +13,20 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from ..common.errors import spec_error
+from ..common.k8s_types import Int32, RayVersion
 from ..common.models import Condition, HeadSpec, K8sModel, RayPodsSpec, RetrievalGroupSpec, TrainerPodSpec
 
 
 class TrainerPoolSpec(TrainerPodSpec):
     """GPU pods for the jobs' Ray Train workers: autoscaled from zero, each declares `rag_trainer`."""
 
-    max_replicas: int = Field(default=4, ge=1, description="Most trainer pods the autoscaler may start.")
+    max_replicas: Int32 = Field(default=4, ge=1, description="Most trainer pods the autoscaler may start.")
 
 
 class AutoscalerSpec(K8sModel):
     """KubeRay's in-tree autoscaler, which adds trainer pods when a job asks for `rag_trainer`."""
 
-    idle_timeout_seconds: int = Field(
+    idle_timeout_seconds: Int32 = Field(
         default=60, ge=0, description="Seconds an idle trainer pod is kept before it is removed."
     )
     upscaling_mode: Literal["Default", "Aggressive", "Conservative"] = Field(default="Default")
@@ -39,8 +40,10 @@ class RagRetrievalClusterSpec(RayPodsSpec):
         description="Directory written by `python -m rag_job build-index` (FAISS shards and kb.json), "
         "as seen from the pods; the same path as job.retrieval.knowledge_base in the jobs.",
     )
-    actor_cpus: float = Field(default=1.0, gt=0, description="CPUs reserved by each retrieval actor.")
-    faiss_threads: int | None = Field(
+    actor_cpus: float = Field(
+        default=1.0, gt=0, le=1024, description="CPUs reserved by each retrieval actor."
+    )
+    faiss_threads: Int32 | None = Field(
         default=None, ge=1, description="OpenMP threads per retrieval actor; defaults to its CPU request."
     )
     head: HeadSpec = Field(default_factory=HeadSpec)
@@ -50,7 +53,7 @@ class RagRetrievalClusterSpec(RayPodsSpec):
     )
     trainers: TrainerPoolSpec = Field(default_factory=TrainerPoolSpec)
     autoscaler: AutoscalerSpec = Field(default_factory=AutoscalerSpec)
-    ray_version: str = Field(default="2.60.0", description="Ray version in the image.")
+    ray_version: RayVersion = Field(default="2.60.0", description="Ray version in the image.")
 
 
 class RagRetrievalClusterStatus(K8sModel):

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from rag_job.config import CONFIG_ENV_VAR, JobConfig
+from rag_job.config import CONFIG_ENV_VAR, JobConfig, decode_from_env
 from rag_job.knowledge.layout import KB_META_FILE, KnowledgeBaseMeta, ShardInfo
 from rag_operator.common import manifests
 from rag_operator.common.errors import SpecError
@@ -39,7 +39,7 @@ def groups(rayjob: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def job_config_of(rayjob: dict[str, Any]) -> JobConfig:
     env = yaml.safe_load(rayjob["spec"]["runtimeEnvYAML"])["env_vars"]
-    return JobConfig.model_validate_json(env[CONFIG_ENV_VAR])
+    return JobConfig.model_validate_json(decode_from_env(env[CONFIG_ENV_VAR]))
 
 
 def validate_rayjob(schema: dict[str, Any], rayjob: dict[str, Any]) -> None:

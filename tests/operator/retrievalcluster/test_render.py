@@ -21,6 +21,7 @@ from rag_job.config import (
     TRAINER_RESOURCE,
     JobConfig,
     ServiceConfig,
+    decode_from_env,
 )
 from rag_job.knowledge.layout import KnowledgeBaseMeta, ShardInfo
 from rag_operator.common import manifests, names
@@ -65,7 +66,7 @@ def problems_of(call) -> dict[str, str]:
 
 def job_config_of(rayjob: dict[str, Any]) -> JobConfig:
     env = yaml.safe_load(rayjob["spec"]["runtimeEnvYAML"])["env_vars"]
-    return JobConfig.model_validate_json(env[CONFIG_ENV_VAR])
+    return JobConfig.model_validate_json(decode_from_env(env[CONFIG_ENV_VAR]))
 
 
 def groups(raycluster: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -212,7 +213,9 @@ def test_service_rayjob_runs_serve_retrieval_on_the_raycluster_with_the_contract
     assert spec["clusterSelector"] == {"ray.io/cluster": "wiki-dpr"}
     assert spec["shutdownAfterJobFinishes"] is False and "rayClusterSpec" not in spec
     env = yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]
-    config = ServiceConfig.model_validate_json(env[SERVICE_CONFIG_ENV_VAR])  # what serve-retrieval reads
+    config = ServiceConfig.model_validate_json(
+        decode_from_env(env[SERVICE_CONFIG_ENV_VAR])
+    )  # what serve-retrieval reads
     assert config == ServiceConfig(
         name="wiki-dpr",
         knowledge_base="/data/kb/wiki-dpr-4shards",
