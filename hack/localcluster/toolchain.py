@@ -118,6 +118,20 @@ def find_toolchain() -> Toolchain:
     return toolchain
 
 
+KUBERAY_SUBMIT_SOURCES = REPO / "hack" / "kuberay-submit"
+
+
+def kuberay_submit_binary() -> Path:
+    """KubeRay's submitter command builder (hack/kuberay-submit), where toolchain.sh builds it:
+    keyed by the hash of its sources, like the script computes it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("main.go", "go.mod", "go.sum"):
+        digest.update((KUBERAY_SUBMIT_SOURCES / name).read_bytes())
+    return cache_dir() / "bin" / f"kuberay-submit-{digest.hexdigest()[:12]}" / "kuberay-submit"
+
+
 def require_placement(toolchain: Toolchain) -> None:
     """kube-scheduler and kwok (only the placement tests run them), or ToolchainMissing with the fix."""
     for path in (toolchain.kube_scheduler, toolchain.kwok):

@@ -44,6 +44,9 @@ WORKLOAD: list[Rule] = [
         "resources": [names.RAYCLUSTER_PLURAL],
         "verbs": ["get", "list", "watch", "create"],
     },
+    # the NetworkPolicy of a job or retrieval cluster: created once (owned, so it is deleted with
+    # it), found again after a restart. No patch or delete.
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "create"]},
     # a started job's pods, read by its job label to report the ones the scheduler cannot place.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     # events on RagFinetuneJobs and RagRetrievalClusters, posted by the handlers and by kopf.

@@ -17,9 +17,10 @@ from .common.errors import SpecError
 from .common.manifests import to_yaml
 from .common.sizing import no_kb_metadata
 from .common.sizing import read_kb_metadata as read_kb_from_disk
-from .finetunejob.render import rayjob_for
-from .retrievalcluster.render import cluster_for
-from .retrievalcluster.spec import cluster_from_manifest
+from .finetunejob.render import rayjob_for, render_job_network_policy
+from .finetunejob.spec import parse_spec
+from .retrievalcluster.render import cluster_for, render_cluster_network_policy
+from .retrievalcluster.spec import cluster_from_manifest, parse_rrc_spec
 
 
 class RenderError(ValueError):
@@ -40,31 +41,47 @@ def render_documents(files: list[str], read_kb_metadata: bool = True) -> str:
         try:
             if kind == names.RRC_KIND:
                 raycluster, service, _ = cluster_for(doc, read_kb)
-                out += [to_yaml(raycluster), to_yaml(service)]
+                policy = render_cluster_network_policy(*_name_and_namespace(doc), parse_rrc_spec(doc["spec"]))
+                out += [to_yaml(m) for m in (raycluster, service, policy) if m]
                 continue
             rayjob, _ = rayjob_for(doc, read_kb, _referenced_cluster(doc, [d for _, d in docs]))
+            policy = render_job_network_policy(*_name_and_namespace(doc), parse_spec(doc["spec"]))
         except SpecError as err:
             lines = [f"{file}: invalid {kind if kind == names.RRC_KIND else names.KIND}:"]
             lines += [f"  {field}: {message}" for field, message in err.problems]
             raise RenderError("\n".join(lines)) from err
-        out.append(to_yaml(rayjob))
+        out += [to_yaml(m) for m in (rayjob, policy) if m]
     return "---\n".join(out)
+
+
+def _name_and_namespace(doc: dict[str, Any]) -> tuple[str, str | None]:
+    return doc["metadata"]["name"], doc["metadata"].get("namespace")
 
 
 def _documents(file: str) -> list[dict[str, Any]]:
     try:
-        text = sys.stdin.read() if file == "-" else Path(file).read_text()
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
     except OSError as err:
         raise RenderError(f"cannot read {file}: {err.strerror or err}") from err
+    except UnicodeDecodeError as err:
+        raise RenderError(f"{file} is not UTF-8 text (byte {err.start}): give a YAML manifest") from err
     try:
-        return [doc for doc in yaml.safe_load_all(text) if doc]
+        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as err:
         raise RenderError(f"{file} is not valid YAML: {err}") from err
+    for number, doc in enumerate(docs, 1):
+        if not isinstance(doc, dict):
+            raise RenderError(
+                f"{file}: document {number} is a {type(doc).__name__}, not a manifest "
+                "(a mapping with apiVersion, kind, metadata and spec)"
+            )
+    return docs
 
 
 def _referenced_cluster(job: dict[str, Any], docs: list[dict[str, Any]]) -> Any:
     """The (name, spec) of the RagRetrievalCluster a job's retrievalClusterRef names, from the documents."""
-    ref = (job.get("spec") or {}).get("retrievalClusterRef")
+    spec = job.get("spec")
+    ref = spec.get("retrievalClusterRef") if isinstance(spec, dict) else None
     if not ref:
         return None
     for doc in docs:

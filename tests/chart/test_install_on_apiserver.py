@@ -32,6 +32,7 @@ pytestmark = pytest.mark.cluster
 
 RELEASE_NS = "rag-system"
 WATCHED = ("team-a", "team-b")  # tests/chart/values/watch-namespaces.yaml
+FENCED = "team-fenced"  # watched by the release with the admission policy
 #: Calls the controller never makes; the ServiceAccount must be refused each.
 REFUSED = [
     ("delete", "rayjobs.ray.io"),
@@ -73,12 +74,18 @@ def cluster(helm_bin: Path) -> Iterator[Cluster]:
     directory = Path(tempfile.mkdtemp(prefix="rfo-chart-"))
     plane = start_control_plane(toolchain, directory)
     try:
-        for ns in (RELEASE_NS, *WATCHED):
+        for ns in (RELEASE_NS, *WATCHED, FENCED):
             status, body = plane.api().request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
             assert status in (201, 409), body
+        fenced = [
+            "--values",
+            str(VALUES_DIR / "admission-policy.yaml"),
+            f'--set-json=watchNamespaces=["{FENCED}"]',
+        ]
         for release, extra in (
             ("wide", []),
             ("scoped", ["--values", str(VALUES_DIR / "watch-namespaces.yaml")]),
+            ("fenced", [*fenced, "--set=replicas=1", "--set=peering.enabled=false"]),
         ):
             proc = run_helm(
                 helm_bin, "install", release, str(CHART_DIR), f"--kubeconfig={plane.kubeconfig}",
@@ -178,3 +185,38 @@ def test_controller_with_the_deployment_args_joins_peering_and_is_live(cluster: 
         proc.wait(timeout=30)
     log = log_path.read_text()
     assert "Forbidden" not in log and " 403" not in log, log[-3000:]
+
+
+def _dry_run_job(cluster: Cluster, namespace: str, **spec: Any) -> tuple[int, str]:
+    """Create (dry run) the CPU example with `spec` changes in `namespace`: (status, message)."""
+    doc = yaml.safe_load((REPO_ROOT / "examples" / "rag-finetune-job-cpu.yaml").read_text())
+    doc["metadata"]["namespace"] = namespace
+    doc["spec"].update(spec)
+    path = f"/apis/rag.finetune.dev/v1alpha1/namespaces/{namespace}/ragfinetunejobs?dryRun=All"
+    status, body = cluster.plane.api().request("POST", path, doc)
+    return status, body.get("message", "") if isinstance(body, dict) else str(body)
+
+
+def test_the_admission_policy_limits_images_and_service_accounts_where_it_is_bound(cluster: Cluster) -> None:
+    """The chart's optional ValidatingAdmissionPolicy, enforced by the real API server: an image
+    from an allowed registry and an allowed service account pass; others are refused naming the
+    field; a namespace the release does not watch is not affected."""
+    allowed = "ghcr.io/rag-finetune/rag-job:0.1.0-cpu"
+
+    def eventually_refused() -> tuple[int, str]:
+        deadline = time.monotonic() + 30  # the API server loads new policies asynchronously
+        while True:
+            status, message = _dry_run_job(cluster, FENCED, image="docker.io/someone/miner:1")
+            if status != 201 or time.monotonic() > deadline:
+                return status, message
+            time.sleep(0.5)
+
+    status, message = eventually_refused()
+    assert status == 403, message
+    assert "spec.image docker.io/someone/miner:1 is not from an allowed registry" in message
+    assert "ghcr.io/rag-finetune/" in message
+    assert _dry_run_job(cluster, FENCED, image=allowed)[0] == 201
+    assert _dry_run_job(cluster, FENCED, image=allowed, serviceAccountName="ray-jobs")[0] == 201
+    status, message = _dry_run_job(cluster, FENCED, image=allowed, serviceAccountName="cluster-admin-sa")
+    assert status == 403 and "spec.serviceAccountName cluster-admin-sa is not allowed" in message
+    assert _dry_run_job(cluster, WATCHED[0], image="docker.io/someone/miner:1")[0] == 201

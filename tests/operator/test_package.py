@@ -13,7 +13,7 @@ from rag_operator import __main__ as cli
 from rag_operator import permissions
 from rag_operator.common import names
 from rag_operator.finetunejob import controller
-from tests.operator.testlib import FakeMemo, load_example
+from tests.operator.testlib import FakeMemo, load_example, rbac_calls
 
 
 def test_importing_the_operator_pulls_in_neither_torch_nor_ray() -> None:
@@ -93,18 +93,16 @@ def test_permissions_cover_every_call_the_handlers_make() -> None:
     edited["spec"]["rayJob"]["suspend"] = True
     controller.reconcile(body=edited, memo=memo, patch=kopf.Patch())
 
-    verbs = {"get": "get", "create": "create", "patch": "patch", "patch-status": "patch"}
-    used = {
-        (
-            (names.RAY_GROUP if plural == names.RAYJOB_PLURAL else names.GROUP),
-            plural + ("/status" if verb == "patch-status" else ""),
-            verbs[verb],
-        )
-        for verb, plural, _ in memo.custom.calls
-    }
+    used = rbac_calls(memo.custom.calls)
     used.add(("", "events", "create"))
     assert memo.core.events, "the flow posted no event"
-    assert {u[1] for u in used} >= {"rayjobs", "ragfinetunejobs", "ragfinetunejobs/status", "events"}
+    assert {u[1] for u in used} >= {
+        "rayjobs",
+        "networkpolicies",
+        "ragfinetunejobs",
+        "ragfinetunejobs/status",
+        "events",
+    }
     for group, resource, verb in used:
         assert _granted(permissions.WORKLOAD, group, resource, verb), (group, resource, verb)
 

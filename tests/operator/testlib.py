@@ -79,6 +79,25 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
     return result
 
 
+#: The API group of each plural the controllers use, for mapping recorded calls to RBAC rules.
+GROUP_OF_PLURAL = {
+    "rayjobs": "ray.io",
+    "rayclusters": "ray.io",
+    "networkpolicies": "networking.k8s.io",
+    "ragfinetunejobs": "rag.finetune.dev",
+    "ragretrievalclusters": "rag.finetune.dev",
+}
+_VERB = {"get": "get", "create": "create", "patch": "patch", "patch-status": "patch", "list": "list"}
+
+
+def rbac_calls(calls: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of every recorded call, as an RBAC rule names it."""
+    return {
+        (GROUP_OF_PLURAL[plural], plural + ("/status" if verb == "patch-status" else ""), _VERB[verb])
+        for verb, plural, _ in calls
+    }
+
+
 class FakeCustomObjectsApi:
     """The subset of kubernetes.client.CustomObjectsApi the controller calls, over a dict.
 

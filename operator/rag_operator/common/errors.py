@@ -25,6 +25,10 @@ def spec_error(
     """pydantic's errors as a SpecError naming each field `<prefix>.<path>`, plus a hint where known."""
     problems = []
     for problem in err.errors():
-        path = ".".join([prefix, *(str(part) for part in problem["loc"])])
-        problems.append((path, problem["msg"] + (hints or {}).get(path, "")))
+        loc = [str(part) for part in problem["loc"]]
+        message = problem["msg"].removeprefix("Value error, ")
+        if loc[-1:] == ["[key]"]:  # a map key: name the map, and the key in the message
+            loc, message = loc[:-2], f"key {loc[-2]!r}: {message}"
+        path = ".".join([prefix, *loc])
+        problems.append((path, message + (hints or {}).get(path, "")))
     return SpecError(problems)

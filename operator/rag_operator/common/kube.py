@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import datetime
+import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -18,7 +20,23 @@ RFJ: Resource = (names.GROUP, names.VERSION, names.PLURAL)
 RRC: Resource = (names.GROUP, names.VERSION, names.RRC_PLURAL)
 RAYJOB: Resource = (names.RAY_GROUP, names.RAY_VERSION, names.RAYJOB_PLURAL)
 RAYCLUSTER: Resource = (names.RAY_GROUP, names.RAY_VERSION, names.RAYCLUSTER_PLURAL)
+NETWORKPOLICY: Resource = ("networking.k8s.io", "v1", "networkpolicies")
 MERGE_PATCH = "application/merge-patch+json"
+#: API answers that retrying the same create cannot change: bad request, forbidden (RBAC, quota,
+#: admission policy), missing API, invalid object.
+_REJECTED = frozenset({400, 403, 404, 422})
+
+
+class CreateRejected(RuntimeError):
+    """The API server refused to create a child object; the message says which and why."""
+
+
+def _reason(err: ApiException) -> str:
+    """The API server's own message (the JSON Status body), else the HTTP reason."""
+    try:
+        return json.loads(err.body or "{}").get("message") or str(err.reason)
+    except (ValueError, AttributeError):
+        return str(err.reason)
 
 
 def now() -> str:
@@ -44,11 +62,19 @@ def list_objects(memo: Any, resource: Resource, namespace: str) -> list[dict[str
 
 
 def create_object(memo: Any, resource: Resource, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
-    """Create it; if an earlier run of the handler won the race (409), return that one."""
+    """Create it; if an earlier run of the handler won the race (409), return that one.
+
+    CreateRejected when the API server refuses it for a reason a retry cannot fix.
+    """
     group, version, plural = resource
     try:
         return memo.custom.create_namespaced_custom_object(group, version, namespace, plural, obj)
     except ApiException as err:
+        if err.status in _REJECTED:
+            kind, name = obj.get("kind", plural), obj["metadata"]["name"]
+            raise CreateRejected(
+                f"the API server refused to create {kind} {name} ({err.status}): {_reason(err)}"
+            ) from err
         if err.status != 409:
             raise
         found = get_object(memo, resource, namespace, obj["metadata"]["name"])
@@ -62,6 +88,38 @@ def patch_status(memo: Any, resource: Resource, namespace: str, name: str, body:
     group, version, plural = resource
     memo.custom.patch_namespaced_custom_object_status(
         group, version, namespace, plural, name, body, _content_type=MERGE_PATCH
+    )
+
+
+def update_status(
+    memo: Any,
+    resource: Resource,
+    namespace: str,
+    name: str,
+    compute: Callable[[dict[str, Any]], dict[str, Any] | None],
+    attempts: int = 5,
+) -> dict[str, Any] | None:
+    """Read the object, compute a status patch from what it holds, and write it only if nobody
+    wrote in between (resourceVersion); on a conflict read again. Handlers that write a whole
+    `conditions` list from what they read use this, so none overwrites a newer one with a stale
+    copy. Returns the object it computed from (None when it is gone or compute had nothing to do).
+    """
+    for _ in range(attempts):
+        obj = get_object(memo, resource, namespace, name)
+        if obj is None:
+            return None
+        update = compute(obj)
+        if not update:
+            return obj
+        body = {"metadata": {"resourceVersion": obj["metadata"].get("resourceVersion")}, "status": update}
+        try:
+            patch_status(memo, resource, namespace, name, body)
+            return obj
+        except ApiException as err:
+            if err.status != 409:
+                raise
+    raise kopf.TemporaryError(
+        f"{name}: status changed {attempts} times while being written; retrying", delay=1
     )
 
 

@@ -21,11 +21,17 @@ def check_manifest(body: dict[str, Any], kind: str) -> tuple[str, str | None]:
     if body.get("kind") != kind:
         problems.append(("kind", f"must be {kind}, got {body.get('kind')!r}"))
     metadata = body.get("metadata") or {}
-    if not metadata.get("name"):
-        problems.append(("metadata.name", "is required"))
+    if not isinstance(metadata, dict):
+        problems.append(("metadata", "must be a mapping with name (and namespace)"))
+        metadata = {}
+    name, namespace = metadata.get("name"), metadata.get("namespace")
+    if not name or not isinstance(name, str):
+        problems.append(("metadata.name", "is required and must be a string"))
+    if namespace is not None and not isinstance(namespace, str):
+        problems.append(("metadata.namespace", "must be a string"))
     if problems:
         raise SpecError(problems)
-    return metadata["name"], metadata.get("namespace")
+    return name, namespace
 
 
 def manifest_of(body: Any, kind: str) -> dict[str, Any]:

@@ -60,6 +60,17 @@ def _affinity(value: Any) -> Any:
 
 
 Affinity = Annotated[dict[str, Any], BeforeValidator(_affinity), Field(json_schema_extra=_LOOSE)]
+_PEER_KEYS = ("podSelector", "namespaceSelector", "ipBlock")
+
+
+def _peer(value: Any) -> Any:
+    """A NetworkPolicyPeer: podSelector and/or namespaceSelector, or an ipBlock."""
+    if not isinstance(value, dict) or not value or set(value) - set(_PEER_KEYS):
+        raise ValueError(f"must be a NetworkPolicyPeer with keys among {', '.join(_PEER_KEYS)}")
+    return value
+
+
+NetworkPeer = Annotated[dict[str, Any], BeforeValidator(_peer), Field(json_schema_extra=_LOOSE)]
 
 
 class K8sModel(BaseModel):
@@ -199,12 +210,55 @@ class StorageSpec(K8sModel):
         return self
 
 
+#: The pod groups a Secret can be given to.
+PodGroup = Literal["head", "trainer", "retrieval", "submitter"]
+
+
 class SecretEnv(K8sModel):
-    """An environment variable taken from a Secret key on every pod; the value never enters the RayJob."""
+    """An environment variable taken from a Secret key; the value never enters the RayJob."""
 
     name: EnvVarName = Field(description="Environment variable, e.g. HF_TOKEN.")
     secret_name: DnsSubdomain = Field(description="Secret in the job's namespace.")
     key: SecretKey = Field(description="Key inside the Secret.")
+    pods: list[PodGroup] = Field(
+        default_factory=lambda: ["head", "trainer"],
+        min_length=1,
+        description="Pod groups that get it: the driver (head) and the trainers by default; add "
+        "retrieval (e.g. object-store credentials for the index) or submitter when they need it.",
+    )
+
+
+class SecuritySpec(K8sModel):
+    """How locked down the Ray pods are. Hardened by default; every relaxation is explicit."""
+
+    hardened: bool = Field(
+        default=True,
+        description="Non-root, no privilege escalation, all capabilities dropped, seccomp RuntimeDefault. "
+        "false: no securityContext at all (an image that must run as root).",
+    )
+    run_as_user: Int32 = Field(
+        default=1000,
+        ge=1,
+        description="UID of the Ray processes (1000: the ray user of rayproject/ray images).",
+    )
+    run_as_group: Int32 = Field(default=100, ge=0, description="GID of the Ray processes.")
+    fs_group: Int32 | None = Field(
+        default=100, ge=0, description="Group that owns mounted volumes (changed only when the root differs)."
+    )
+    automount_service_account_token: bool = Field(
+        default=False,
+        description="Mount the service account token into the Ray pods (only Ray code that calls the Kubernetes API needs it).",
+    )
+    network_policy: bool = Field(
+        default=True,
+        description="Create a NetworkPolicy that admits only the job's own pods to its Ray ports, and the "
+        "KubeRay and rag-finetune operators to the dashboard (8265).",
+    )
+    dashboard_peers: list[NetworkPeer] = Field(
+        default_factory=list,
+        description="Extra NetworkPolicy peers (podSelector / namespaceSelector / ipBlock) allowed to reach the "
+        "dashboard, e.g. a monitoring namespace.",
+    )
 
 
 class EnvVar(K8sModel):
@@ -226,6 +280,7 @@ class RayPodsSpec(K8sModel):
     storage: StorageSpec
     secrets: list[SecretEnv] = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list)
+    security: SecuritySpec = Field(default_factory=SecuritySpec)
 
 
 class Condition(K8sModel):

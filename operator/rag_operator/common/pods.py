@@ -8,7 +8,7 @@ from typing import Any
 
 from rag_job.config import RETRIEVAL_RESOURCE, TRAINER_RESOURCE
 
-from .models import Placement, RayPodsSpec, RetrievalGroupSpec, TrainerPodSpec
+from .models import Placement, RayPodsSpec, RetrievalGroupSpec, SecuritySpec, TrainerPodSpec
 from .names import LABEL_COMPONENT, LABEL_GROUP
 from .quantities import quantity_str
 
@@ -20,6 +20,9 @@ HEAD_PORTS = [
 ]
 #: Worker group names: the pods' LABEL_GROUP values and KubeRay's groupName.
 HEAD_GROUP, TRAINER_GROUP, RETRIEVAL_GROUP = "head", "trainer", "retrieval"
+SUBMITTER_GROUP = "submitter"
+#: KubeRay's default submitter container resources (we render the template to harden and label it).
+SUBMITTER_CPU, SUBMITTER_MEMORY = "500m", "512Mi"
 
 
 def ray_resources_param(resources: dict[str, int]) -> str:
@@ -31,13 +34,41 @@ def ray_resources_param(resources: dict[str, int]) -> str:
     return json.dumps(json.dumps(resources, sort_keys=True))
 
 
-def _env(spec: RayPodsSpec) -> list[dict[str, Any]]:
+def _env(spec: RayPodsSpec, group: str) -> list[dict[str, Any]]:
+    """Plain env on every pod; a Secret only on the groups it is given to (least exposure)."""
     env: list[dict[str, Any]] = [{"name": var.name, "value": var.value} for var in spec.env]
     env += [
         {"name": ref.name, "valueFrom": {"secretKeyRef": {"name": ref.secret_name, "key": ref.key}}}
         for ref in spec.secrets
+        if group in ref.pods
     ]
     return env
+
+
+def security_contexts(security: SecuritySpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pod securityContext, container securityContext) of a hardened Ray pod; ({}, {}) when relaxed."""
+    if not security.hardened:
+        return {}, {}
+    pod: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "runAsUser": security.run_as_user,
+        "runAsGroup": security.run_as_group,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if security.fs_group is not None:
+        # OnRootMismatch: no recursive chown of a large volume (an index PVC) on every start.
+        pod.update(fsGroup=security.fs_group, fsGroupChangePolicy="OnRootMismatch")
+    container = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}
+    return pod, container
+
+
+def _harden(pod_spec: dict[str, Any], security: SecuritySpec) -> None:
+    pod_context, container_context = security_contexts(security)
+    if pod_context:
+        pod_spec["securityContext"] = pod_context
+        for container in pod_spec["containers"]:
+            container["securityContext"] = dict(container_context)
+    pod_spec["automountServiceAccountToken"] = security.automount_service_account_token
 
 
 def pod_template(
@@ -66,7 +97,7 @@ def pod_template(
     }
     if ports:
         container["ports"] = ports
-    env = _env(spec)
+    env = _env(spec, group)
     if env:
         container["env"] = env
     pod_spec: dict[str, Any] = {"containers": [container]}
@@ -83,6 +114,7 @@ def pod_template(
         ]
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
+    _harden(pod_spec, spec.security)
     if placement is not None:
         if placement.node_selector:
             pod_spec["nodeSelector"] = dict(placement.node_selector)
@@ -176,3 +208,22 @@ def retrieval_group(
         "resources": ray_resources_param({RETRIEVAL_RESOURCE: retrieval.actors_per_pod}),
     }
     return worker_group(RETRIEVAL_GROUP, retrieval.replicas, params, template)
+
+
+def submitter_template(labels: dict[str, str], spec: RayPodsSpec) -> dict[str, Any]:
+    """The K8sJobMode submitter pod (`ray job submit`): hardened and labelled like the Ray pods.
+
+    KubeRay fills in the command when the container has none. Rendered so the submitter carries
+    our labels (the NetworkPolicy admits it to the dashboard), no service account token and the
+    same securityContext as the Ray pods.
+    """
+    template = pod_template(
+        labels, spec, group=SUBMITTER_GROUP, container_name="ray-job-submitter", cpu=SUBMITTER_CPU,
+        memory=SUBMITTER_MEMORY,
+    )  # fmt: skip
+    container = template["spec"]["containers"][0]
+    container["resources"]["requests"] = {"cpu": SUBMITTER_CPU, "memory": "200Mi"}
+    container.pop("volumeMounts", None)  # `ray job submit` reads nothing from storage
+    template["spec"].pop("volumes", None)
+    template["spec"]["restartPolicy"] = "Never"
+    return template

@@ -19,15 +19,19 @@ from ..common.conditions import SPEC_CHANGE_REJECTED, Event, condition_status, f
 from ..common.errors import SpecError
 from ..common.kube import (
     MERGE_PATCH,
+    NETWORKPOLICY,
     RAYJOB,
     RFJ,
     RRC,
+    CreateRejected,
     create_object,
     get_object,
+    list_objects,
     now,
     owned_by,
     patch_status,
     post_event,
+    update_status,
 )
 from ..common.manifests import manifest_of, plain
 from ..common.reconcile import invalid_spec, valid_spec
@@ -73,6 +77,8 @@ def reconcile(body: Any, memo: Any, patch: Any, logger: Any = None, **_: Any) ->
         if cluster is None:
             return
         rayjob, plan = render.rayjob_for(manifest_of(body, names.KIND), cluster=cluster or None)
+        if not current.get("rayJobName"):
+            _check_paths_are_free(memo, body, plan.job_config)
     except SpecError as err:
         running = current.get("rayJobName")
         message, invalid = invalid_spec(
@@ -102,19 +108,36 @@ def reconcile(body: Any, memo: Any, patch: Any, logger: Any = None, **_: Any) ->
 
     if existing is None and current.get("rayJobName"):
         # It existed (status says so) and someone deleted it: re-creating would rerun the training.
-        message = (
-            f"RayJob {current['rayJobName']} no longer exists and is not re-created (that would rerun "
-            "the job): delete and re-create the RagFinetuneJob to run it again"
-        )
-        conditions = set_condition(conditions, status.RAYJOB_CREATED, False, "RayJobDeleted", message, stamp)
-        patch.status.update(conditions=conditions)
+        if current.get("phase") not in _FINISHED_PHASES:
+            update, event = rayjob_vanished(current, current["rayJobName"], stamp)
+            patch.status.update(update)
+            post_event(memo, body, event, stamp)
         return
-    if existing is None:
-        kopf.append_owner_reference(rayjob, owner=body)
-        existing = create_object(memo, RAYJOB, namespace, rayjob)
-        post_event(memo, body, Event("Normal", "RayJobCreated", f"created RayJob {rayjob_name}"), stamp)
-    else:
-        conditions = _apply_spec_change(memo, body, existing, conditions, stamp)
+    policy = render.render_job_network_policy(meta["name"], namespace, plan_spec(body))
+    try:
+        if (
+            policy is not None
+            and get_object(memo, NETWORKPOLICY, namespace, policy["metadata"]["name"]) is None
+        ):
+            kopf.append_owner_reference(policy, owner=body)
+            create_object(memo, NETWORKPOLICY, namespace, policy)
+        if existing is None:
+            kopf.append_owner_reference(rayjob, owner=body)
+            existing = create_object(memo, RAYJOB, namespace, rayjob)
+            post_event(memo, body, Event("Normal", "RayJobCreated", f"created RayJob {rayjob_name}"), stamp)
+        else:
+            conditions = _apply_spec_change(memo, body, existing, conditions, stamp)
+    except CreateRejected as err:
+        message = f"{err}; nothing more is tried until the RagFinetuneJob changes or the operator restarts"
+        conditions = set_condition(conditions, status.RAYJOB_CREATED, False, "CreateRejected", message, stamp)
+        if not current.get("rayJobName"):
+            patch.status.update(
+                phase="Failed", reason="CreateRejected", message=message, conditions=conditions
+            )
+        else:
+            patch.status.update(conditions=conditions)
+        post_event(memo, body, Event("Warning", "CreateRejected", message), stamp)
+        raise kopf.PermanentError(message) from err
 
     conditions = set_condition(
         conditions, status.RAYJOB_CREATED, True, "Created", f"RayJob {existing['metadata']['name']}", stamp
@@ -124,6 +147,9 @@ def reconcile(body: Any, memo: Any, patch: Any, logger: Any = None, **_: Any) ->
         "trainers": plan.trainer_workers,
         "retrievalReplicas": plan.retrieval_pods,
         "retrievalMemory": plan.retrieval_memory or None,
+        "outputDir": plan.job_config.output_dir,
+        "checkpointPath": plan.job_config.checkpoint.storage_path,
+        "networkPolicyName": policy["metadata"]["name"] if policy else None,
         "observedGeneration": meta.get("generation"),
         "conditions": conditions,
     }
@@ -218,25 +244,24 @@ def mirror_rayjob(event: dict[str, Any], body: Any, memo: Any, logger: Any = Non
     if owner is None:
         return
     namespace = body["metadata"]["namespace"]
-    job = get_object(memo, RFJ, namespace, owner)
-    if job is None:
-        return  # the owner is gone; garbage collection removes the RayJob
     stamp = now()
-    current = job.get("status") or {}
-    if event.get("type") == "DELETED":
-        if job["metadata"].get("deletionTimestamp"):
-            return
-        message = f"RayJob {body['metadata']['name']} was deleted"
-        update = {
-            "conditions": set_condition(
-                current.get("conditions"), status.RAYJOB_CREATED, False, "RayJobDeleted", message, stamp
-            )
-        }
-        events = [Event("Warning", "RayJobDeleted", message)]
-    else:
-        update, events = status.mirror(plain(body), current, stamp)
-    if any(current.get(key) != value for key, value in update.items()):
-        patch_status(memo, RFJ, namespace, owner, {"status": update})
+    events: list[Event] = []
+
+    def compute(job: dict[str, Any]) -> dict[str, Any] | None:
+        current = job.get("status") or {}
+        if event.get("type") == "DELETED":
+            if job["metadata"].get("deletionTimestamp"):
+                return None
+            update, deleted = rayjob_vanished(current, body["metadata"]["name"], stamp)
+            found = [deleted]
+        else:
+            update, found = status.mirror(plain(body), current, stamp)
+        events[:] = found
+        return update if any(current.get(key) != value for key, value in update.items()) else None
+
+    job = update_status(memo, RFJ, namespace, owner, compute)
+    if job is None:
+        return  # the owner is gone (garbage collection removes the RayJob), or it is being deleted
     for item in events:
         post_event(memo, job, item, stamp)
 
@@ -288,6 +313,55 @@ def report_scheduling(body: Any, memo: Any, **_: Any) -> None:
         raise
     if found.reason == "Unschedulable" and before.get("reason") != "Unschedulable":
         post_event(memo, job, Event("Warning", "Unschedulable", found.message), stamp)
+
+
+def rayjob_vanished(current: dict[str, Any], rayjob: str, stamp: str) -> tuple[dict[str, Any], Event]:
+    """The status patch and event when the RayJob of a job was deleted by someone else.
+
+    An unfinished job becomes Failed (it can never finish now); re-creating the RayJob would rerun
+    the training, so it is not done: the message says how to run it again.
+    """
+    message = (
+        f"RayJob {rayjob} was deleted and is not re-created (that would rerun the training): "
+        "delete and re-create the RagFinetuneJob to run it again"
+    )
+    conditions = set_condition(
+        current.get("conditions"), status.RAYJOB_CREATED, False, "RayJobDeleted", message, stamp
+    )
+    update: dict[str, Any] = {"conditions": conditions}
+    if current.get("phase") not in _FINISHED_PHASES:
+        update.update(phase="Failed", reason="RayJobDeleted", message=message)
+    return update, Event("Warning", "RayJobDeleted", message)
+
+
+def plan_spec(body: Any) -> Any:
+    """The validated spec of a body that already rendered (so it cannot fail here)."""
+    return parse_spec(plain(body.get("spec")))
+
+
+def _check_paths_are_free(memo: Any, body: Any, config: Any) -> None:
+    """SpecError when another unfinished job in the namespace writes the same output or checkpoints."""
+    meta = body["metadata"]
+    mine = {"outputDir": config.output_dir, "checkpointPath": config.checkpoint.storage_path}
+    problems = []
+    for other in list_objects(memo, RFJ, meta["namespace"]):
+        other_status = other.get("status") or {}
+        if other["metadata"].get("uid") == meta.get("uid") or other_status.get("phase") in _FINISHED_PHASES:
+            continue
+        for key, field in (
+            ("outputDir", "spec.job.output_dir"),
+            ("checkpointPath", "spec.job.checkpoint.storage_path"),
+        ):
+            if other_status.get(key) and other_status.get(key) == mine[key]:
+                problems.append(
+                    (
+                        field,
+                        f"{mine[key]!r} is also used by RagFinetuneJob {other['metadata']['name']!r}, which has "
+                        "not finished: choose another path (or omit it: the default is unique per job)",
+                    )
+                )
+    if problems:
+        raise SpecError(problems)
 
 
 def _owner_name(obj: Any) -> str | None:

@@ -50,13 +50,14 @@ def plan_job(
     spec: RagFinetuneJobSpec,
     read_kb: KbReader = read_kb_metadata,
     cluster: SharedCluster | None = None,
+    namespace: str | None = None,
 ) -> JobPlan:
     """Derive the layout numbers and the full JobConfig; SpecError names every field to fix.
 
     A job with `retrievalClusterRef` needs the referenced RagRetrievalCluster as `cluster`.
     """
     if spec.retrieval_cluster_ref:
-        return plan_shared_job(name, spec, cluster)
+        return plan_shared_job(name, spec, cluster, namespace)
     problems = check_name(name) + check_positive_cpu(spec.trainers.cpu, "spec.trainers.cpu")
     trainers, retrieval, job_retrieval = spec.trainers, spec.retrieval, spec.job.retrieval
     workers_per_pod = trainers.workers
@@ -80,7 +81,13 @@ def plan_job(
         raise SpecError(problems)
     trainer_workers = trainers.replicas * workers_per_pod
     job_config = job_config_for(
-        name, spec, trainer_workers, workers_per_pod, parse_quantity(trainers.cpu), max(actors, 1)
+        name,
+        spec,
+        trainer_workers,
+        workers_per_pod,
+        parse_quantity(trainers.cpu),
+        max(actors, 1),
+        namespace=namespace,
     )
     return JobPlan(
         job_config=job_config,
@@ -104,8 +111,14 @@ def job_config_for(
     shards: int | None = None,
     use_gpu: bool | None = None,
     cluster: str | None = None,
+    namespace: str | None = None,
 ) -> JobConfig:
-    """The full JobConfig; `shards`/`use_gpu`/`cluster` come from a RagRetrievalCluster when shared."""
+    """The full JobConfig; `shards`/`use_gpu`/`cluster` come from a RagRetrievalCluster when shared.
+
+    Default checkpoint and output paths are named after the resource (unique in its namespace,
+    and the namespace is part of an object-store path), never after `spec.job.name`, which two
+    jobs may share: one job must not resume from, or overwrite, another's files.
+    """
     job = spec.job
     data: dict[str, Any] = job.model_dump(mode="json", exclude_none=True)
     job_name = data["name"] if "name" in job.model_fields_set else name
@@ -125,15 +138,22 @@ def job_config_for(
         "checkpoint" in job.model_fields_set and "storage_path" in job.checkpoint.model_fields_set
     )
     if not checkpoint_set:
-        data["checkpoint"]["storage_path"] = f"{_storage_root(spec)}/checkpoints/{job_name}"
+        data["checkpoint"]["storage_path"] = (
+            f"{_storage_root(spec)}/checkpoints/{_unique(name, namespace, spec)}"
+        )
     if "output_dir" not in job.model_fields_set and spec.storage.pvc is not None:
-        data["output_dir"] = f"{_storage_root(spec)}/outputs/{job_name}"
+        data["output_dir"] = f"{_storage_root(spec)}/outputs/{_unique(name, namespace, spec)}"
     try:
         return JobConfig.model_validate(data)
     except ValidationError as err:  # the sub-models already validated: only the derived parts can fail
         raise SpecError(
             [(f"spec.job.{'.'.join(map(str, p['loc']))}", p["msg"]) for p in err.errors()]
         ) from err
+
+
+def _unique(name: str, namespace: str | None, spec: RagFinetuneJobSpec) -> str:
+    """A path segment no other job has: the name, prefixed by the namespace on a shared object store."""
+    return f"{namespace}/{name}" if namespace and spec.storage.uri else name
 
 
 def _storage_root(spec: RagFinetuneJobSpec) -> str:
@@ -196,7 +216,9 @@ def shared_job_problems(spec: RagFinetuneJobSpec, cluster_name: str) -> Problems
     return problems
 
 
-def plan_shared_job(name: str, spec: RagFinetuneJobSpec, cluster: SharedCluster | None) -> JobPlan:
+def plan_shared_job(
+    name: str, spec: RagFinetuneJobSpec, cluster: SharedCluster | None, namespace: str | None = None
+) -> JobPlan:
     """A job on a RagRetrievalCluster: its trainers run in the cluster's trainer group."""
     ref = spec.retrieval_cluster_ref or ""
     problems = check_name(name) + shared_job_problems(spec, ref)
@@ -254,6 +276,7 @@ def plan_shared_job(name: str, spec: RagFinetuneJobSpec, cluster: SharedCluster 
         shards=retrieval.shards,
         use_gpu=pool.gpus_per_pod > 0,
         cluster=ref,
+        namespace=namespace,
     )
     return JobPlan(
         job_config=job_config,

@@ -12,7 +12,8 @@ from rag_job.config import CONFIG_ENV_VAR, encode_for_env
 
 from ..common import names
 from ..common.manifests import applied_spec, check_manifest, runtime_env_yaml
-from ..common.pods import head_group, retrieval_group, trainer_group
+from ..common.network import render_network_policy
+from ..common.pods import head_group, retrieval_group, submitter_template, trainer_group
 from ..common.sizing import KbReader, read_kb_metadata
 from .plan import JobPlan, SharedCluster, plan_job
 from .spec import RagFinetuneJobSpec, parse_spec
@@ -39,6 +40,10 @@ def render_rayjob(
     if spec.retrieval_cluster_ref:
         metadata["labels"][names.LABEL_RETRIEVAL_CLUSTER] = spec.retrieval_cluster_ref
         rayjob_spec = _shared_cluster_rayjob_spec(spec, runtime_env)
+        submitter_labels = {
+            **labels(job_name, "pod"),
+            names.LABEL_RETRIEVAL_CLUSTER: spec.retrieval_cluster_ref,
+        }
     else:
         pods = labels(job_name, "pod")
         workers = [
@@ -60,6 +65,9 @@ def render_rayjob(
                 "workerGroupSpecs": workers,
             },
         }
+        submitter_labels = pods
+    if ray_job.submission_mode == "K8sJobMode":
+        rayjob_spec["submitterPodTemplate"] = submitter_template(submitter_labels, spec)
     if ray_job.active_deadline_seconds is not None:
         rayjob_spec["activeDeadlineSeconds"] = ray_job.active_deadline_seconds
     return {
@@ -68,6 +76,18 @@ def render_rayjob(
         "metadata": metadata,
         "spec": rayjob_spec,
     }
+
+
+def render_job_network_policy(
+    job_name: str, namespace: str | None, spec: RagFinetuneJobSpec
+) -> dict[str, Any] | None:
+    """The job's NetworkPolicy; None on a shared cluster (the RagRetrievalCluster's covers it) or when off."""
+    if spec.retrieval_cluster_ref:
+        return None
+    selector = {names.LABEL_JOB: job_name}
+    return render_network_policy(
+        job_name, namespace, labels(job_name, "network-policy"), selector, spec.security
+    )
 
 
 def _shared_cluster_rayjob_spec(spec: RagFinetuneJobSpec, runtime_env: str) -> dict[str, Any]:
@@ -96,5 +116,5 @@ def rayjob_for(
     """
     name, namespace = check_manifest(body, names.KIND)
     spec = parse_spec(body.get("spec"))
-    plan = plan_job(name, spec, read_kb or read_kb_metadata, cluster)
+    plan = plan_job(name, spec, read_kb or read_kb_metadata, cluster, namespace)
     return render_rayjob(name, namespace, spec, plan), plan

@@ -135,6 +135,13 @@ class RagFinetuneJobStatus(K8sModel):
     retrieval_memory: str | None = Field(
         default=None, description="Memory per retrieval pod (computed or given)."
     )
+    output_dir: str | None = Field(default=None, description="Where the trained model and metrics go.")
+    checkpoint_path: str | None = Field(
+        default=None, description="Ray Train storage path of the checkpoints."
+    )
+    network_policy_name: str | None = Field(
+        default=None, description="The NetworkPolicy fencing the Ray pods."
+    )
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
 

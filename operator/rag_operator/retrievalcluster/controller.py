@@ -13,16 +13,19 @@ from __future__ import annotations
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from ..common import names
 from ..common.changes import rejected_changes_of
 from ..common.conditions import SPEC_CHANGE_REJECTED, Event, condition_status, set_condition
 from ..common.errors import SpecError
 from ..common.kube import (
+    NETWORKPOLICY,
     RAYCLUSTER,
     RAYJOB,
     RFJ,
     RRC,
+    CreateRejected,
     create_object,
     get_object,
     list_objects,
@@ -34,7 +37,7 @@ from ..common.kube import (
 from ..common.manifests import manifest_of, plain
 from ..common.reconcile import invalid_spec, valid_spec
 from . import actors, status
-from .render import cluster_for
+from .render import cluster_for, render_cluster_network_policy
 from .spec import parse_rrc_spec
 
 #: Seconds between dashboard polls, and between retries of a blocked deletion.
@@ -67,27 +70,45 @@ def reconcile_cluster(body: Any, memo: Any, patch: Any, **_: Any) -> None:
     conditions = valid_spec(conditions, stamp)
 
     existing = get_object(memo, RAYCLUSTER, namespace, raycluster["metadata"]["name"])
-    if existing is not None and not owned_by(existing, meta.get("uid"), names.RRC_KIND):
+    existing_service = get_object(memo, RAYJOB, namespace, service["metadata"]["name"])
+    for kind, found in (("RayCluster", existing), ("RayJob", existing_service)):
+        if found is not None and not owned_by(found, meta.get("uid"), names.RRC_KIND):
+            message = (
+                f"a {kind} named {found['metadata']['name']!r} already exists in {namespace!r} and "
+                "is not owned by this RagRetrievalCluster: delete it or rename the RagRetrievalCluster"
+            )
+            conditions = set_condition(conditions, status.READY, False, "NameConflict", message, stamp)
+            patch.status.update(conditions=conditions)
+            post_event(memo, body, Event("Warning", "NameConflict", message), stamp)
+            raise kopf.PermanentError(message)
+    policy = render_cluster_network_policy(name, namespace, parse_rrc_spec(plain(body.get("spec"))))
+    try:
+        if (
+            policy is not None
+            and get_object(memo, NETWORKPOLICY, namespace, policy["metadata"]["name"]) is None
+        ):
+            kopf.append_owner_reference(policy, owner=body)
+            create_object(memo, NETWORKPOLICY, namespace, policy)
+        if existing is None:
+            kopf.append_owner_reference(raycluster, owner=body)
+            create_object(memo, RAYCLUSTER, namespace, raycluster)
+            post_event(memo, body, Event("Normal", "RayClusterCreated", f"created RayCluster {name}"), stamp)
+        else:
+            conditions = _spec_change(memo, body, existing, conditions, stamp)
+        # The service RayJob is created once the RayCluster exists (it selects it by name).
+        if existing_service is None:
+            kopf.append_owner_reference(service, owner=body)
+            create_object(memo, RAYJOB, namespace, service)
+            created = f"created RayJob {service['metadata']['name']}"
+            post_event(memo, body, Event("Normal", "ServiceCreated", created), stamp)
+    except CreateRejected as err:
         message = (
-            f"a RayCluster named {raycluster['metadata']['name']!r} already exists in {namespace!r} and "
-            "is not owned by this RagRetrievalCluster: delete it or rename the RagRetrievalCluster"
+            f"{err}; nothing more is tried until the RagRetrievalCluster changes or the operator restarts"
         )
-        conditions = set_condition(conditions, status.READY, False, "NameConflict", message, stamp)
+        conditions = set_condition(conditions, status.READY, False, "CreateRejected", message, stamp)
         patch.status.update(conditions=conditions)
-        post_event(memo, body, Event("Warning", "NameConflict", message), stamp)
-        raise kopf.PermanentError(message)
-    if existing is None:
-        kopf.append_owner_reference(raycluster, owner=body)
-        create_object(memo, RAYCLUSTER, namespace, raycluster)
-        post_event(memo, body, Event("Normal", "RayClusterCreated", f"created RayCluster {name}"), stamp)
-    else:
-        conditions = _spec_change(memo, body, existing, conditions, stamp)
-    # The service RayJob is created once the RayCluster exists (it selects it by name).
-    if get_object(memo, RAYJOB, namespace, service["metadata"]["name"]) is None:
-        kopf.append_owner_reference(service, owner=body)
-        create_object(memo, RAYJOB, namespace, service)
-        created = f"created RayJob {service['metadata']['name']}"
-        post_event(memo, body, Event("Normal", "ServiceCreated", created), stamp)
+        post_event(memo, body, Event("Warning", "CreateRejected", message), stamp)
+        raise kopf.PermanentError(message) from err
     if condition_status(conditions, status.READY) is None:
         conditions = set_condition(
             conditions, status.READY, False, "Starting", "RayCluster and retrieval service created", stamp
@@ -149,14 +170,25 @@ def poll_actors(body: Any, memo: Any, **_: Any) -> None:
     refresh(memo, body["metadata"]["namespace"], body["metadata"]["name"], read_actors=True)
 
 
-def refresh(memo: Any, namespace: str, name: str, read_actors: bool = False) -> dict[str, Any] | None:
-    """Recompute and patch the status; returns the patch (None when the cluster is gone)."""
+def refresh(
+    memo: Any, namespace: str, name: str, read_actors: bool = False, attempts: int = 5
+) -> dict[str, Any] | None:
+    """Recompute and patch the status; returns the patch (None when the cluster is gone).
+
+    The patch carries the resourceVersion it was computed from: if another handler wrote the
+    status in between (its conditions list would be overwritten), it is computed again.
+    """
     rrc = get_object(memo, RRC, namespace, name)
     if rrc is None:
         return None
     current = rrc.get("status") or {}
     raycluster = get_object(memo, RAYCLUSTER, namespace, names.raycluster_name(name))
     service = get_object(memo, RAYJOB, namespace, names.service_rayjob_name(name))
+    uid = rrc["metadata"].get("uid")
+    if raycluster is not None and not owned_by(raycluster, uid, names.RRC_KIND):
+        raycluster = None  # someone else's: never report its state as ours (reconcile says NameConflict)
+    if service is not None and not owned_by(service, uid, names.RRC_KIND):
+        return None
     if service is None and raycluster is not None and not rrc["metadata"].get("deletionTimestamp"):
         service = _recreate_service(memo, rrc)
     summary, error = None, None
@@ -172,7 +204,13 @@ def refresh(memo: Any, namespace: str, name: str, read_actors: bool = False) -> 
     update, events = status.summarize(raycluster, service, summary, current, stamp, error)
     update["inUseBy"] = status.unfinished_referrers(list_objects(memo, RFJ, namespace), name)
     if any(current.get(key) != value for key, value in update.items()):
-        patch_status(memo, RRC, namespace, name, {"status": update})
+        body = {"metadata": {"resourceVersion": rrc["metadata"].get("resourceVersion")}, "status": update}
+        try:
+            patch_status(memo, RRC, namespace, name, body)
+        except ApiException as err:
+            if err.status != 409 or attempts <= 1:
+                raise
+            return refresh(memo, namespace, name, read_actors, attempts - 1)
     for event in events:
         post_event(memo, rrc, event, stamp)
     return update
@@ -185,7 +223,10 @@ def _recreate_service(memo: Any, rrc: dict[str, Any]) -> dict[str, Any] | None:
     except SpecError:
         return None  # reconcile_cluster reports it
     kopf.append_owner_reference(service, owner=rrc)
-    create_object(memo, RAYJOB, rrc["metadata"]["namespace"], service)
+    try:
+        create_object(memo, RAYJOB, rrc["metadata"]["namespace"], service)
+    except CreateRejected:
+        return None  # reported by reconcile_cluster on the next spec change or restart
     text = f"re-created RayJob {service['metadata']['name']}"
     post_event(memo, rrc, Event("Normal", "ServiceCreated", text), now())
     return service

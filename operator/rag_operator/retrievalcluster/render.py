@@ -16,6 +16,7 @@ from rag_job.config import SERVICE_CONFIG_ENV_VAR, ServiceConfig, encode_for_env
 
 from ..common import names
 from ..common.manifests import applied_spec, check_manifest, runtime_env_yaml
+from ..common.network import render_network_policy
 from ..common.pods import head_group, retrieval_group, trainer_group
 from ..common.sizing import KbReader, read_kb_metadata
 from .plan import ClusterPlan, plan_retrieval_cluster
@@ -62,6 +63,16 @@ def render_raycluster(
             "workerGroupSpecs": [retrieval_group(pods, spec, spec.retrieval, plan.memory_per_pod), trainers],
         },
     }
+
+
+def render_cluster_network_policy(
+    name: str, namespace: str | None, spec: RagRetrievalClusterSpec
+) -> dict[str, Any] | None:
+    """The cluster's NetworkPolicy: its pods and the submitters of the jobs on it carry its label."""
+    selector = {names.LABEL_RETRIEVAL_CLUSTER: name}
+    return render_network_policy(
+        name, namespace, cluster_labels(name, "network-policy"), selector, spec.security
+    )
 
 
 def service_config(name: str, spec: RagRetrievalClusterSpec, plan: ClusterPlan) -> ServiceConfig:

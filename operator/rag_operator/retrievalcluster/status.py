@@ -130,11 +130,14 @@ def summarize(
 
 
 def unfinished_referrers(jobs: list[dict[str, Any]], cluster_name: str) -> list[str]:
-    """Names of RagFinetuneJobs that reference the cluster and have not Succeeded or Failed."""
+    """Names of RagFinetuneJobs that run on the cluster: they reference it, have a RayJob and have
+    not Succeeded or Failed. A job still waiting for the cluster (no RayJob) does not hold its
+    deletion: it would wait for the cluster while the cluster waits for it."""
     return sorted(
         job["metadata"]["name"]
         for job in jobs
         if (job.get("spec") or {}).get("retrievalClusterRef") == cluster_name
+        and (job.get("status") or {}).get("rayJobName")
         and (job.get("status") or {}).get("phase") not in FINISHED_PHASES
     )
 

@@ -36,7 +36,7 @@ def api_server_accepts(obj: dict[str, Any]) -> list[str]:
 def test_crd_file_in_the_chart_matches_the_model() -> None:
     assert CRD_FILE.is_file(), f"{CRD_FILE} missing: run `make crds`"
     assert CRD_FILE.read_text() == crd_module.crd_yaml(), (
-        "the CRD in the chart drifted from operator/rag_operator/spec.py: run `make crds`"
+        "the CRD in the chart drifted from the pydantic models: run `make crds`"
     )
 
 
@@ -94,12 +94,13 @@ def test_crd_schema_is_structural() -> None:
             assert set(branch) <= {"required"}, f"{path}: oneOf may only carry value validations"
 
 
-def test_only_affinity_keeps_unknown_fields() -> None:
-    """Tolerations are typed (a misspelt key is refused); an Affinity's insides are left to the API server."""
+def test_only_affinity_and_network_peers_keep_unknown_fields() -> None:
+    """Tolerations are typed (a misspelt key is refused); the insides of an Affinity and of a
+    NetworkPolicy peer are left to the API server (their top-level keys are checked)."""
     loose = sorted(
         path for path, node in _walk(openapi_schema(), "") if node.get("x-kubernetes-preserve-unknown-fields")
     )
-    assert loose == [".spec.retrieval.affinity", ".spec.trainers.affinity"]
+    assert loose == [".spec.retrieval.affinity", ".spec.security.dashboardPeers[]", ".spec.trainers.affinity"]
 
 
 @pytest.mark.parametrize("which", sorted(EXAMPLES))

@@ -369,3 +369,107 @@ def test_an_operator_restart_creates_no_second_rayjob(plane: ControlPlane) -> No
         assert get(plane, f"{RAYJOBS}/rfj-restart")["metadata"]["uid"] == original["metadata"]["uid"]
     finally:
         first.stop()
+
+
+# --- hardening: what the controller does when the cluster says no -----------------------------------
+
+POLICIES = f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies"
+
+
+def test_the_job_gets_an_owned_network_policy_the_api_server_accepts(
+    plane: ControlPlane, operator: Operator
+) -> None:
+    assert apply(plane, example("cpu", "rfj-fenced"))[0] == 201
+    policy = eventually(lambda: get(plane, f"{POLICIES}/rfj-fenced-ray"), 30, "the job's NetworkPolicy")
+    job = get(plane, f"{RFJS}/rfj-fenced")
+    (owner,) = policy["metadata"]["ownerReferences"]
+    assert owner["uid"] == job["metadata"]["uid"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == {names.LABEL_JOB: "rfj-fenced"}
+    eventually(
+        lambda: (get(plane, f"{RFJS}/rfj-fenced").get("status") or {}).get("networkPolicyName"), 30, "status"
+    )
+    assert plane.api().request("DELETE", f"{RFJS}/rfj-fenced")[0] == 200
+    eventually(
+        lambda: get(plane, f"{POLICIES}/rfj-fenced-ray") is None, 60, "the policy deleted with the job"
+    )
+
+
+VAP = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies"
+
+
+def test_a_create_the_api_server_refuses_fails_the_job_once_with_its_reason(
+    plane: ControlPlane, operator: Operator
+) -> None:
+    """An admission policy refuses this job's RayJob (403, as a quota or a platform policy would):
+    the job turns Failed with the API server's message, a Warning event says so, and the operator
+    stops retrying instead of re-raising forever."""
+    policy = {
+        "metadata": {"name": "refuse-rfj-refused"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["ray.io"],
+                        "apiVersions": ["*"],
+                        "operations": ["CREATE"],
+                        "resources": ["rayjobs"],
+                    }
+                ]
+            },
+            "validations": [
+                {"expression": "false", "message": "no RayJobs for this team", "reason": "Forbidden"}
+            ],
+        },
+    }
+    binding = {
+        "metadata": {"name": "refuse-rfj-refused"},
+        "spec": {
+            "policyName": "refuse-rfj-refused",
+            "validationActions": ["Deny"],
+            "matchResources": {"objectSelector": {"matchLabels": {names.LABEL_JOB: "rfj-refused"}}},
+        },
+    }
+    assert plane.api().request("POST", VAP, policy)[0] == 201
+    assert plane.api().request("POST", VAP.replace("policies", "policybindings"), binding)[0] == 201
+    try:
+        time.sleep(2)  # the API server picks the policy up asynchronously
+        assert apply(plane, example("cpu", "rfj-refused"))[0] == 201
+        job = eventually(
+            lambda: (
+                (j := get(plane, f"{RFJS}/rfj-refused"))
+                and (j.get("status") or {}).get("phase") == "Failed"
+                and j
+            ),
+            60,
+            "the job Failed",
+        )
+        assert job["status"]["reason"] == "CreateRejected"
+        assert "RayJob rfj-refused" in job["status"]["message"]
+        assert "no RayJobs for this team" in job["status"]["message"]
+        assert get(plane, f"{RAYJOBS}/rfj-refused") is None
+        attempts = operator.log.read_text().count("refused to create")
+        time.sleep(5)
+        assert operator.log.read_text().count("refused to create") == attempts, "the operator kept retrying"
+    finally:
+        plane.api().request("DELETE", f"{VAP.replace('policies', 'policybindings')}/refuse-rfj-refused")
+        plane.api().request("DELETE", f"{VAP}/refuse-rfj-refused")
+
+
+def test_a_rayjob_deleted_under_a_running_job_fails_it_with_the_reason(
+    plane: ControlPlane, operator: Operator
+) -> None:
+    assert apply(plane, example("cpu", "rfj-orphan"))[0] == 201
+    eventually(lambda: get(plane, f"{RAYJOBS}/rfj-orphan"), 30, "the RayJob")
+    assert plane.api().request("DELETE", f"{RAYJOBS}/rfj-orphan")[0] == 200
+    job = eventually(
+        lambda: (
+            (j := get(plane, f"{RFJS}/rfj-orphan")) and (j.get("status") or {}).get("phase") == "Failed" and j
+        ),
+        60,
+        "the job Failed after its RayJob vanished",
+    )
+    assert job["status"]["reason"] == "RayJobDeleted"
+    assert "re-create the RagFinetuneJob" in job["status"]["message"]
+    time.sleep(3)
+    assert get(plane, f"{RAYJOBS}/rfj-orphan") is None, "the RayJob must not be re-created (it would rerun)"

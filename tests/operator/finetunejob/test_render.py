@@ -77,7 +77,12 @@ def test_cli_render_prints_the_golden_rayjob(example_name: str) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == (GOLDEN_DIR / f"rayjob-{example_name}.yaml").read_text()
+    rayjob, policy = result.stdout.split("---\n")
+    assert rayjob == (GOLDEN_DIR / f"rayjob-{example_name}.yaml").read_text()
+    policy = yaml.safe_load(policy)
+    name = load_example(example_name)["metadata"]["name"]
+    assert policy["kind"] == "NetworkPolicy" and policy["metadata"]["name"] == f"{name}-ray"
+    assert policy["spec"]["podSelector"]["matchLabels"] == {"rag.finetune.dev/job": name}
 
 
 def test_cli_render_of_a_bad_file_fails_naming_the_field(tmp_path) -> None:
@@ -220,7 +225,7 @@ def test_object_store_uri_becomes_the_checkpoint_storage() -> None:
     doc = load_example("gpu")
     doc["spec"]["storage"] = {"uri": "s3://bucket/rag/"}
     rayjob = rendered(doc)
-    assert job_config_of(rayjob).checkpoint.storage_path == "s3://bucket/rag/checkpoints/rag-nq-finetune"
+    assert job_config_of(rayjob).checkpoint.storage_path == "s3://bucket/rag/checkpoints/ml/rag-nq-finetune"
     head_pod = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     assert "volumes" not in head_pod
 
@@ -375,3 +380,33 @@ def test_scaling_in_the_job_section_says_where_it_moved() -> None:
     doc = _set(load_example("gpu"), "spec.job.scaling", {"num_workers": 4})
     with pytest.raises(SpecError, match=r"spec\.trainers"):
         render.rayjob_for(doc, no_kb_metadata)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"- a\n- b\n", "document 1 is a list"),
+        (b"just words\n", "document 1 is a str"),
+        (b"key: [unclosed\n", "is not valid YAML"),
+        (bytes(range(256)), "is not UTF-8 text"),
+        (
+            b"apiVersion: rag.finetune.dev/v1alpha1\nkind: RagFinetuneJob\nmetadata: 7\nspec: 3\n",
+            "metadata: must be a mapping",
+        ),
+        (
+            b"apiVersion: rag.finetune.dev/v1alpha1\nkind: RagFinetuneJob\nmetadata: {name: x}\nspec: [1]\n",
+            "spec: Input should be",
+        ),
+    ],
+)
+def test_cli_render_of_a_file_that_is_no_manifest_says_so_without_a_traceback(
+    tmp_path, content, says
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(content)
+    result = subprocess.run(
+        [sys.executable, "-m", "rag_operator", "render", "-f", str(bad), "--no-kb-metadata"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stdout == ""
+    assert says in result.stderr and "Traceback" not in result.stderr, result.stderr

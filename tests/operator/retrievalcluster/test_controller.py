@@ -114,6 +114,7 @@ def test_a_restart_creates_nothing_twice(memo: FakeMemo) -> None:
     run(rrc_controller.reconcile_cluster, memo, names.RRC_PLURAL, get(memo, names.RRC_PLURAL, "wiki-dpr"))
     created = [call for call in memo.custom.calls if call[0] == "create"]
     assert sorted(created) == [
+        ("create", "networkpolicies", "wiki-dpr-ray"),
         ("create", names.RAYCLUSTER_PLURAL, "wiki-dpr"),
         ("create", names.RAYJOB_PLURAL, "wiki-dpr-retrieval-service"),
     ]

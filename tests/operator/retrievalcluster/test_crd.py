@@ -18,7 +18,15 @@ from rag_operator import permissions
 from rag_operator.common import names
 from rag_operator.finetunejob import controller
 from rag_operator.retrievalcluster import controller as rrc_controller
-from tests.operator.testlib import REPO, RRC_EXAMPLE, SHARED_JOB_EXAMPLE, FakeMemo, merge_patch, strict
+from tests.operator.testlib import (
+    REPO,
+    RRC_EXAMPLE,
+    SHARED_JOB_EXAMPLE,
+    FakeMemo,
+    merge_patch,
+    rbac_calls,
+    strict,
+)
 
 CRD_FILE = REPO / "charts" / "rag-finetune-operator" / "crds" / names.RRC_CRD_FILENAME
 
@@ -150,20 +158,14 @@ def test_permissions_cover_every_call_the_retrieval_cluster_flow_makes() -> None
         memo.custom.objects[ray_key] = merge_patch(memo.custom.objects[ray_key], {"status": status})
     rrc_controller.refresh(memo, ns, "wiki-dpr")
     job = memo.custom.put(names.GROUP, names.PLURAL, yaml.safe_load(SHARED_JOB_EXAMPLE.read_text()))
-    controller.reconcile(body=job, memo=memo, patch=kopf.Patch())
+    job_patch = kopf.Patch()
+    controller.reconcile(body=job, memo=memo, patch=job_patch)
+    job_key = (names.GROUP, names.PLURAL, ns, job["metadata"]["name"])
+    memo.custom.objects[job_key] = merge_patch(memo.custom.objects[job_key], dict(job_patch))  # as kopf would
     with pytest.raises(kopf.TemporaryError):
         rrc_controller.guard_deletion(body=memo.custom.objects[key], memo=memo, patch=kopf.Patch())
 
-    verbs = {"get": "get", "create": "create", "patch": "patch", "patch-status": "patch", "list": "list"}
-    ray_plurals = {names.RAYJOB_PLURAL, names.RAYCLUSTER_PLURAL}
-    used = {
-        (
-            names.RAY_GROUP if plural in ray_plurals else names.GROUP,
-            plural + ("/status" if verb == "patch-status" else ""),
-            verbs[verb],
-        )
-        for verb, plural, _ in memo.custom.calls
-    }
+    used = rbac_calls(memo.custom.calls)
     assert {u[1] for u in used} >= {
         "rayclusters",
         "rayjobs",

@@ -106,7 +106,14 @@ def _cli(*files: str) -> subprocess.CompletedProcess[str]:
 def test_cli_render_of_the_retrieval_cluster_prints_the_golden_raycluster_and_service() -> None:
     result = _cli(str(RRC_EXAMPLE))
     assert result.returncode == 0, result.stderr
-    assert result.stdout == GOLDEN_CLUSTER.read_text()
+    doc = rrc_doc()
+    policy = render_cluster.render_cluster_network_policy(
+        doc["metadata"]["name"], doc["metadata"].get("namespace"), parse_rrc_spec(doc["spec"])
+    )
+    assert policy is not None and policy["spec"]["podSelector"]["matchLabels"] == {
+        names.LABEL_RETRIEVAL_CLUSTER: "wiki-dpr"
+    }
+    assert result.stdout == GOLDEN_CLUSTER.read_text() + "---\n" + manifests.to_yaml(policy)
 
 
 def test_cli_render_of_a_shared_job_takes_its_cluster_from_another_file() -> None:

@@ -1,0 +1,54 @@
+"""The NetworkPolicy that fences a resource's Ray pods: Ray's ports (GCS, raylets, object transfer,
+workers, the client port 10001) only for the pods of the same job or retrieval cluster, and the
+dashboard with its job-submission API (8265) also for the KubeRay operator (which submits and polls
+jobs through it), for our operator (which reads a retrieval cluster's actors) and for peers the
+user lists. Egress stays open (model hubs, object stores and the API server are the user's choice)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .models import SecuritySpec
+from .names import LABEL_NAME, OPERATOR_NAME
+
+DASHBOARD_PORT = 8265
+#: The label the KubeRay Helm chart puts on its operator pods.
+KUBERAY_OPERATOR_PODS = {LABEL_NAME: "kuberay-operator"}
+#: The label our chart puts on the operator pods.
+OPERATOR_PODS = {LABEL_NAME: OPERATOR_NAME}
+
+
+def network_policy_name(owner: str) -> str:
+    """`<owner>-ray`: one policy per job or retrieval cluster."""
+    return f"{owner}-ray"
+
+
+def render_network_policy(
+    owner: str, namespace: str | None, labels: dict[str, str], pods: dict[str, str], security: SecuritySpec
+) -> dict[str, Any] | None:
+    """The policy selecting `pods` (a label selector), or None when spec.security.networkPolicy is off."""
+    if not security.network_policy:
+        return None
+    metadata: dict[str, Any] = {"name": network_policy_name(owner), "labels": labels}
+    if namespace:
+        metadata["namespace"] = namespace
+    in_any_namespace = [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(selector)}}
+        for selector in (KUBERAY_OPERATOR_PODS, OPERATOR_PODS)
+    ]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata,
+        "spec": {
+            "podSelector": {"matchLabels": dict(pods)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [{"podSelector": {"matchLabels": dict(pods)}}]},
+                {
+                    "from": in_any_namespace + [dict(peer) for peer in security.dashboard_peers],
+                    "ports": [{"protocol": "TCP", "port": DASHBOARD_PORT}],
+                },
+            ],
+        },
+    }
