@@ -6,11 +6,12 @@ state file in the cache says which ones `down` stops.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
+
+import typer
 
 from .controlplane import Component, ControlPlane, StartupError, start_control_plane
 from .kwok import NODES, register_nodes, start_scheduler_and_kwok
@@ -91,7 +92,25 @@ def down() -> int:
     return 0
 
 
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
+
+
+@app.command("up")
+def up_command() -> None:
+    """Start the control plane (and simulated nodes when built); print the KUBECONFIG to use."""
+    raise typer.Exit(up())
+
+
+@app.command("down")
+def down_command() -> None:
+    """Stop what `up` started."""
+    raise typer.Exit(down())
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__)
-    parser.add_argument("command", choices=["up", "down"])
-    return {"up": up, "down": down}[parser.parse_args(argv).command]()
+    """Run the CLI; returns the exit code (0, 1 when the cluster cannot start, 2 for usage)."""
+    try:
+        app(args=argv, prog_name="python -m localcluster")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
+    return 0

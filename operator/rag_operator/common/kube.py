@@ -83,6 +83,16 @@ def create_object(memo: Any, resource: Resource, namespace: str, obj: dict[str, 
         return found
 
 
+def ensure_owned(memo: Any, resource: Resource, owner: Any, obj: dict[str, Any] | None) -> None:
+    """Create `obj` owned by `owner` unless it exists (or is None); CreateRejected if refused."""
+    if obj is None:
+        return
+    namespace = owner["metadata"]["namespace"]
+    if get_object(memo, resource, namespace, obj["metadata"]["name"]) is None:
+        kopf.append_owner_reference(obj, owner=owner)
+        create_object(memo, resource, namespace, obj)
+
+
 def patch_status(memo: Any, resource: Resource, namespace: str, name: str, body: dict[str, Any]) -> None:
     """A merge patch of the status subresource (`body` holds `status`, maybe a resourceVersion)."""
     group, version, plural = resource

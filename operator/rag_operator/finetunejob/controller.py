@@ -25,6 +25,7 @@ from ..common.kube import (
     RRC,
     CreateRejected,
     create_object,
+    ensure_owned,
     get_object,
     list_objects,
     now,
@@ -115,12 +116,7 @@ def reconcile(body: Any, memo: Any, patch: Any, logger: Any = None, **_: Any) ->
         return
     policy = render.render_job_network_policy(meta["name"], namespace, plan_spec(body))
     try:
-        if (
-            policy is not None
-            and get_object(memo, NETWORKPOLICY, namespace, policy["metadata"]["name"]) is None
-        ):
-            kopf.append_owner_reference(policy, owner=body)
-            create_object(memo, NETWORKPOLICY, namespace, policy)
+        ensure_owned(memo, NETWORKPOLICY, body, policy)
         if existing is None:
             kopf.append_owner_reference(rayjob, owner=body)
             existing = create_object(memo, RAYJOB, namespace, rayjob)

@@ -27,6 +27,7 @@ from ..common.kube import (
     RRC,
     CreateRejected,
     create_object,
+    ensure_owned,
     get_object,
     list_objects,
     now,
@@ -83,12 +84,7 @@ def reconcile_cluster(body: Any, memo: Any, patch: Any, **_: Any) -> None:
             raise kopf.PermanentError(message)
     policy = render_cluster_network_policy(name, namespace, parse_rrc_spec(plain(body.get("spec"))))
     try:
-        if (
-            policy is not None
-            and get_object(memo, NETWORKPOLICY, namespace, policy["metadata"]["name"]) is None
-        ):
-            kopf.append_owner_reference(policy, owner=body)
-            create_object(memo, NETWORKPOLICY, namespace, policy)
+        ensure_owned(memo, NETWORKPOLICY, body, policy)
         if existing is None:
             kopf.append_owner_reference(raycluster, owner=body)
             create_object(memo, RAYCLUSTER, namespace, raycluster)
