@@ -206,13 +206,24 @@ class TestCorruptKnowledgeBase:
         from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
         (kb_copy / "index.faiss").unlink()
-        with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss does not exist"):
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss is missing"):
             self._load(kb_copy)
 
     def test_corrupt_index_file(self, kb_copy):
         from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
-        (kb_copy / "index.faiss").write_bytes(b"definitely not a faiss index")
+        size = (kb_copy / "index.faiss").stat().st_size
+        (kb_copy / "index.faiss").write_bytes(b"x" * size)
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss does not match its fingerprint"):
+            self._load(kb_copy)
+
+    def test_corrupt_index_file_of_a_format_1_knowledge_base(self, kb_copy):
+        from rag_job.knowledge.layout import KnowledgeBaseLayoutError
+        from tests.job.kb_files import downgrade_to_format_1
+
+        downgrade_to_format_1(kb_copy)
+        size = (kb_copy / "index.faiss").stat().st_size
+        (kb_copy / "index.faiss").write_bytes(b"x" * size)
         with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss is corrupt"):
             self._load(kb_copy)
 
@@ -235,7 +246,7 @@ class TestCorruptKnowledgeBase:
         from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
         shutil.rmtree(kb_copy / "passages")
-        with pytest.raises(KnowledgeBaseLayoutError, match=r"passages dataset .*passages does not exist"):
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"passages dataset .*passages is missing"):
             self._load(kb_copy)
 
     def test_corrupt_passages(self, kb_copy):
@@ -243,5 +254,7 @@ class TestCorruptKnowledgeBase:
 
         for arrow in (kb_copy / "passages").glob("*.arrow"):
             arrow.write_bytes(b"garbage")
-        with pytest.raises(KnowledgeBaseLayoutError, match=r"passages dataset .*passages is corrupt"):
+        with pytest.raises(
+            KnowledgeBaseLayoutError, match=r"passages/.*\.arrow is 7 bytes, kb\.json recorded"
+        ):
             self._load(kb_copy)
