@@ -202,7 +202,12 @@ def _check(
     path = kb_dir / digest.file
     if not _check_size(path, digest.bytes, result) or level == "size":
         return
-    actual = fingerprint(path)
+    try:
+        actual = fingerprint(path)
+        full_match = level != "full" or sha256_file(path) == digest.sha256
+    except OSError as err:
+        result.problems.append(f"{path} cannot be read: {err.strerror or err}")
+        return
     if actual != digest.fingerprint:
         other = by_fingerprint.get(actual)
         if other is not None and other != digest.file:
@@ -212,7 +217,7 @@ def _check(
                 f"{path} does not match its fingerprint in kb.json: changed since build-index"
             )
         return
-    if level == "full" and sha256_file(path) != digest.sha256:
+    if not full_match:
         result.problems.append(f"{path} does not match its SHA-256 in kb.json: changed since build-index")
 
 

@@ -92,7 +92,7 @@ def _detect_format(path: Path) -> str:
         ) from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Line:
     """One physical line (split on \\n), decoded; `bad_utf8` says where its bytes are not UTF-8."""
 

@@ -139,6 +139,11 @@ def check_knowledge_base(config: JobConfig, result: Preflight) -> KnowledgeBaseM
     except KnowledgeBaseLayoutError as err:
         result.problem("retrieval.knowledge_base", str(err))
         return None
+    except OSError as err:
+        result.problem(
+            "retrieval.knowledge_base", f"cannot read {err.filename or kb_dir}: {err.strerror or err}"
+        )
+        return None
     check = verify_files(kb_dir, meta, "fingerprint", passages=retrieval.passages_path is None)
     if not check.ok:
         result.problem("retrieval.knowledge_base", check.message())

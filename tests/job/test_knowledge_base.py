@@ -82,6 +82,18 @@ def test_an_unbalanced_quote_rejects_only_its_own_row_naming_the_line_it_opened_
     assert report.rejection_messages()[0].startswith(f"{kb}: line 11: ")
 
 
+def test_a_quoted_field_still_open_after_max_record_lines_is_rejected_as_a_runaway(tmp_path):
+    from rag_job.knowledge.ingest import MAX_RECORD_LINES
+
+    body = "\n".join(f"word{i}" for i in range(MAX_RECORD_LINES + 50))
+    kb = _write(tmp_path / "kb.csv", f'title,text\nA,"{body}"\nB,beta\n')
+    report = ingest(kb)
+    assert report.rejected[0].line == 2
+    assert f"still open after {MAX_RECORD_LINES} lines" in report.rejected[0].reason
+    assert report.rows_read == report.rows_indexed + len(report.rejected)
+    assert "B" in {p.title for p in report.passages}
+
+
 def test_a_quoted_field_that_spans_lines_is_one_row_numbered_by_its_first_line(tmp_path):
     kb = _write(tmp_path / "kb.tsv", 'title\ttext\nA\t"first line\nsecond line"\nB\tbeta\n')
     report = ingest(kb)
