@@ -143,8 +143,8 @@ def build_index(
         report = ingest(knowledge_base, words_per_passage=words_per_passage, strict=strict)
     except KnowledgeBaseError as err:
         _fail(str(err))
-    for rejected in report.rejected:
-        typer.secho(f"rejected {knowledge_base}: {rejected}", fg=typer.colors.YELLOW, err=True)
+    for message in report.rejection_messages():
+        typer.secho(f"rejected {message}", fg=typer.colors.YELLOW, err=True)
     if shards > len(report.passages):
         _fail(f"--shards {shards} exceeds the {len(report.passages)} passages")
     if ray_actors:
@@ -155,14 +155,50 @@ def build_index(
     else:
         embeddings = encode_passages(report.passages, ctx_encoder, batch_size=batch_size)
     meta = write_knowledge_base(report.passages, embeddings, out, index_type, shards, ctx_encoder=ctx_encoder)
-    typer.echo(f"passages indexed: {meta.num_passages} (from {report.rows_read} rows, dimension {meta.dim})")
-    typer.echo(f"rows rejected:    {len(report.rejected)}")
+    typer.echo(
+        f"passages indexed: {meta.num_passages} (from {report.rows_indexed} rows, dimension {meta.dim})"
+    )
+    typer.echo(
+        f"rows rejected:    {len(report.rejected)} (rows read: {report.rows_read} = "
+        f"{report.rows_indexed} indexed + {len(report.rejected)} rejected)"
+    )
     typer.echo(
         f"index:            {index_type}, {len(meta.shards)} shard(s), {_human_bytes(meta.index_bytes)} on disk"
         f" (+ {_human_bytes(meta.passages_bytes)} passages)"
     )
     typer.echo(f"written to:       {out}")
     typer.echo(f"time:             {time.perf_counter() - started:.1f}s")
+
+
+@app.command("verify-kb")
+def verify_kb(
+    knowledge_base: Annotated[
+        Path, typer.Option("--knowledge-base", "--kb", help="Knowledge-base directory (build-index --out).")
+    ],
+    full: Annotated[
+        bool, typer.Option(help="Hash every byte (SHA-256) instead of sizes and fingerprints.")
+    ] = False,
+) -> None:
+    """Check every index shard and passages file against kb.json: truncated, deleted, swapped, changed."""
+    from rag_job.knowledge.digest import verify_files
+    from rag_job.knowledge.layout import KnowledgeBaseLayoutError, load_meta
+
+    started = time.perf_counter()
+    try:
+        meta = load_meta(knowledge_base)
+    except KnowledgeBaseLayoutError as err:
+        _fail(str(err))
+    level = "full" if full else "fingerprint"
+    check = verify_files(knowledge_base, meta, level)
+    for warning in check.warnings:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    if not check.ok:
+        _fail(check.message())
+    what = "SHA-256 of every byte" if full else "sizes and fingerprints"
+    typer.echo(
+        f"{knowledge_base}: {check.files_checked} files match kb.json ({what}), "
+        f"{_human_bytes(meta.index_bytes + meta.passages_bytes)} in {time.perf_counter() - started:.2f}s"
+    )
 
 
 def _load_config(config_file: Path | None):
@@ -191,15 +227,17 @@ def train(
 ) -> None:
     """Fine-tune: the RayJob entrypoint (joins the running cluster), or --local on a laptop."""
     from rag_job.config import ConfigError
-    from rag_job.knowledge.layout import KnowledgeBaseLayoutError
-    from rag_job.train.driver import check_before_cluster_work, run_training
+    from rag_job.train.driver import run_training
+    from rag_job.train.preflight import check_before_cluster_work
 
     config = _load_config(config_file)
     typer.echo("config:\n" + config.model_dump_json(indent=2))
+    started = time.perf_counter()
     try:
         check_before_cluster_work(config)
-    except (ConfigError, KnowledgeBaseLayoutError) as err:
+    except ConfigError as err:
         _fail(str(err))
+    typer.echo(f"pre-flight check passed in {time.perf_counter() - started:.2f}s")
     from rag_job.local.cluster import LocalLayout, ray_session
 
     layout = LocalLayout(

@@ -7,7 +7,10 @@ the operator (memory sizing) read:
     DIR/passages/                       datasets `save_to_disk`: id, title, text, embeddings
     DIR/index.faiss                     the FAISS index (one shard)
     DIR/index-shard-00-of-04.faiss      ... or S shard files over disjoint, contiguous id ranges
-    DIR/kb.json                         metadata: sizes, dimension, index type, shard ranges
+    DIR/kb.json                         metadata: sizes, dimension, index type, shard ranges, and
+                                        per file the size, SHA-256 and fingerprint (`digest`)
+
+kb.json is written last and atomically: a directory without it is an unfinished build.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from rag_job.knowledge.digest import HashingWriter, digest_file, passages_digests
 from rag_job.knowledge.ingest import Passage
 from rag_job.knowledge.layout import (
     KB_META_FILE,
     PASSAGES_DIR,
     KnowledgeBaseMeta,
     ShardInfo,
-    dir_size,
     shard_file_name,
 )
 
@@ -137,7 +140,6 @@ def write_knowledge_base(
     ctx_encoder: str = "",
 ) -> KnowledgeBaseMeta:
     """Save passages, the FAISS shard files and kb.json; return the metadata written."""
-    import faiss
     from datasets import Dataset, Features, Sequence, Value
 
     if len(passages) != len(embeddings):
@@ -163,23 +165,44 @@ def write_knowledge_base(
         features=features,
     )
     dataset.save_to_disk(str(out_dir / PASSAGES_DIR))
+    passages_files = passages_digests(out_dir)
 
     shard_infos = []
     for number, (start, end) in enumerate(shard_ranges(len(passages), shards)):
         index = build_faiss_index(embeddings[start:end], index_type)
         file_name = shard_file_name(number, shards)
-        faiss.write_index(index, str(out_dir / file_name))
+        digest = write_faiss_index(index, out_dir, file_name)
         shard_infos.append(
-            ShardInfo(file=file_name, start=start, end=end, bytes=(out_dir / file_name).stat().st_size)
+            ShardInfo(
+                file=file_name,
+                start=start,
+                end=end,
+                bytes=digest.bytes,
+                sha256=digest.sha256,
+                fingerprint=digest.fingerprint,
+            )
         )
     meta = KnowledgeBaseMeta(
         num_passages=len(passages),
         dim=dim,
         index_type=index_type,
         shards=shard_infos,
-        passages_bytes=dir_size(out_dir / PASSAGES_DIR),
+        passages_bytes=sum(d.bytes for d in passages_files),
+        passages_files=passages_files,
         ctx_encoder=str(ctx_encoder),
         created_unix=int(time.time()),
     )
-    (out_dir / KB_META_FILE).write_text(meta.model_dump_json(indent=2) + "\n")
+    staged = out_dir / f".{KB_META_FILE}.tmp"
+    staged.write_text(meta.model_dump_json(indent=2, exclude_none=True) + "\n")
+    staged.replace(out_dir / KB_META_FILE)
     return meta
+
+
+def write_faiss_index(index, out_dir: Path, file_name: str):
+    """Write one index file, hashing the bytes as FAISS writes them (no second read of a large file)."""
+    import faiss
+
+    with (out_dir / file_name).open("wb") as handle:
+        writer = HashingWriter(handle)
+        faiss.write_index(index, faiss.PyCallbackIOWriter(writer.write))
+    return digest_file(out_dir, file_name, sha256=writer.hexdigest())

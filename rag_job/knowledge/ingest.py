@@ -1,11 +1,15 @@
 """Knowledge-base ingestion: CSV, TSV or JSONL rows -> DPR-style passages of ~100 words.
 
-Every rejected row is reported with its line number and the reason; nothing is
-dropped silently. With `strict=True` the first bad row stops ingestion.
+Every row read is either indexed or rejected with its file, line number and the reason;
+nothing is dropped silently (`IngestReport.rows_read == rows_indexed + len(rejected)`).
+A quote that never closes costs its own row, not the rest of the file; a UTF-8 byte-order
+mark is dropped; bytes that are not UTF-8 reject their row with the real byte offset.
+With `strict=True` the first bad row stops ingestion.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 from collections.abc import Iterator
@@ -15,6 +19,8 @@ from pathlib import Path
 #: DPR splits Wikipedia into passages of 100 words; so do we.
 DEFAULT_PASSAGE_WORDS = 100
 SUPPORTED_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+#: A quoted CSV/TSV field still open after this many lines is taken as a quote that never closes.
+MAX_RECORD_LINES = 1000
 
 
 class KnowledgeBaseError(ValueError):
@@ -41,18 +47,23 @@ class RejectedRow:
 
 @dataclass
 class IngestReport:
-    """What ingestion did: the passages, the rows read and every row rejected."""
+    """What ingestion did: the passages, and every row read, indexed or rejected."""
 
     path: Path
     passages: list[Passage] = field(default_factory=list)
     rows_read: int = 0
+    rows_indexed: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
-            f"{self.path}: {self.rows_read} rows read, {len(self.passages)} passages, "
-            f"{len(self.rejected)} rows rejected"
+            f"{self.path}: {self.rows_read} rows read = {self.rows_indexed} indexed + "
+            f"{len(self.rejected)} rejected; {len(self.passages)} passages"
         )
+
+    def rejection_messages(self) -> list[str]:
+        """`FILE: line N: reason` for every rejected row."""
+        return [f"{self.path}: {rejected}" for rejected in self.rejected]
 
 
 def split_into_passages(text: str, words_per_passage: int = DEFAULT_PASSAGE_WORDS) -> list[str]:
@@ -81,41 +92,202 @@ def _detect_format(path: Path) -> str:
         ) from None
 
 
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """One physical line (split on \\n), decoded; `bad_utf8` says where its bytes are not UTF-8."""
+
+    number: int
+    text: str
+    bad_utf8: str | None = None
+
+
+def _physical_lines(path: Path) -> Iterator[_Line]:
+    """The file's lines, read as bytes so an invalid byte is reported at its real offset.
+
+    A UTF-8 byte-order mark at the start of the file is dropped; a UTF-16 one is an error
+    (every line would be garbage).
+    """
+    with path.open("rb") as handle:
+        offset = 0
+        for number, raw in enumerate(handle, start=1):
+            body = raw
+            if number == 1:
+                if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                    raise KnowledgeBaseError(
+                        f"{path}: line 1: the file is UTF-16 (byte-order mark {raw[:2].hex(' ')}); "
+                        "save it as UTF-8"
+                    )
+                if raw.startswith(codecs.BOM_UTF8):
+                    body = raw[len(codecs.BOM_UTF8) :]
+            try:
+                line = _Line(number, body.decode("utf-8"))
+            except UnicodeDecodeError as err:
+                at = offset + (len(raw) - len(body)) + err.start
+                column = len(body[: err.start].decode("utf-8")) + 1
+                line = _Line(
+                    number,
+                    body.decode("utf-8", errors="replace"),
+                    f"not UTF-8: byte 0x{body[err.start]:02x} at byte offset {at} (line {number}, "
+                    f"column {column}); save the file as UTF-8",
+                )
+            offset += len(raw)
+            yield line
+
+
+class _RecordTooLong(Exception):
+    """A record ran past MAX_RECORD_LINES physical lines: a quote that never closes."""
+
+
+class _LineFeed:
+    """Feeds lines to `csv.reader` one at a time, remembering those of the current record.
+
+    Lines can be put back, so after a runaway quote the lines it swallowed are read again.
+    """
+
+    def __init__(self, lines: Iterator[_Line]):
+        self._source = lines
+        self._put_back: list[_Line] = []
+        self.taken: list[_Line] = []
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        line = self._put_back.pop() if self._put_back else next(self._source)
+        self.taken.append(line)
+        if len(self.taken) > MAX_RECORD_LINES:
+            raise _RecordTooLong
+        return line.text
+
+    def start_record(self) -> None:
+        self.taken = []
+
+    def put_back(self, lines: list[_Line]) -> None:
+        self._put_back.extend(reversed(lines))
+
+
 def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[int, dict | str]]:
-    """Yield (line number, row dict) or (line number, error message)."""
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        header = reader.fieldnames or []
-        missing = {"title", "text"} - set(header)
-        if missing:
-            raise KnowledgeBaseError(
-                f"{path}: line 1: header must name the columns 'title' and 'text' "
-                f"(missing {', '.join(sorted(missing))}; found {', '.join(header) or 'nothing'})"
-            )
-        for row in reader:
-            line = reader.line_num
-            if None in row:
-                yield line, f"{len(header) + len(row[None])} fields, the header has {len(header)}"
-            elif any(value is None for value in row.values()):
-                yield line, f"fewer fields than the header's {len(header)}"
-            else:
-                yield line, row
+    """Yield (first line of the record, row dict) or (that line, why the record is rejected).
+
+    A record that spans several lines and is malformed (a csv error, the wrong number of
+    fields, more than MAX_RECORD_LINES lines, or `_swallowed_rows`) is taken as a quote that opened on its first
+    line and ran away: that line is rejected and the lines after it are read again as rows,
+    so a stray quote costs one row, not the rest of the file. Blank (or all-whitespace) lines
+    are not rows.
+    """
+    feed = _LineFeed(_physical_lines(path))
+    reader = csv.reader(feed, delimiter=delimiter, strict=True)
+    header: list[str] | None = None
+    while True:
+        feed.start_record()
+        fields, error = None, None
+        try:
+            fields = next(reader)
+        except StopIteration:
+            if not feed.taken:
+                break
+            error = _explain_csv_error("unexpected end of data")
+        except csv.Error as err:
+            error = _explain_csv_error(str(err))
+        except _RecordTooLong:
+            error = f"still open after {MAX_RECORD_LINES} lines"
+        lines = feed.taken
+        if fields == [] or (
+            len(lines) == 1 and fields is not None and len(fields) == 1 and fields[0].isspace()
+        ):
+            continue  # a blank line is not a row
+        if error is not None:  # the reader's state is undefined after an error: start afresh
+            reader = csv.reader(feed, delimiter=delimiter, strict=True)
+        start = lines[0].number
+        bad = next((line.bad_utf8 for line in lines if line.bad_utf8), None)
+        if header is None:
+            if error is not None or bad is not None:
+                raise KnowledgeBaseError(f"{path}: line {start}: unreadable header: {bad or error}")
+            header = _checked_header(path, start, fields or [])
+            continue
+        swallowed = len(lines) > 1 and fields is not None and _swallowed_rows(fields, delimiter)
+        if error is None and fields is not None and len(fields) == len(header) and not swallowed:
+            yield start, (bad if bad is not None else dict(zip(header, fields, strict=True)))
+            continue
+        if error is not None:
+            problem = error
+        elif swallowed:
+            problem = "a value that spans lines ends with a delimiter, as if it swallowed rows"
+        else:
+            problem = _field_count(fields or [], header)
+        if len(lines) == 1:
+            yield start, bad or f"malformed row: {problem}"
+            continue
+        feed.put_back(lines[1:])
+        yield (
+            start,
+            (
+                f"a quoted field opens on this line and is not closed properly by line {lines[-1].number} "
+                f"({problem}); lines {start + 1}-{lines[-1].number} are read again as rows. "
+                'Write a quote inside a field as two quotes ("") or quote the whole field'
+            ),
+        )
+    if header is None:
+        _checked_header(path, 1, [])
+
+
+def _swallowed_rows(fields: list[str], delimiter: str) -> bool:
+    """A well-formed record that is still a runaway quote, closed by a later row's opening quote.
+
+    The quote that opens a later row's quoted `text` closes the runaway cleanly when that text
+    starts with a delimiter or a line break; the swallowed value then ends with the delimiter
+    that came before that quote. A legitimate field that spans lines almost never does.
+    (A later quoted *title* that starts with a delimiter or a line break is not caught: that
+    file reads both ways.)
+    """
+    return any("\n" in value and value.endswith(delimiter) for value in fields)
+
+
+def _explain_csv_error(message: str) -> str:
+    """The csv module's message in the user's terms (its own hints are about Python)."""
+    if message.startswith("new-line character seen in unquoted field"):
+        return "a carriage return (\\r) inside an unquoted field; quote the field or remove it"
+    if message.startswith("unexpected end of data"):
+        return "the file ends inside a quoted field"
+    if message.startswith("field larger than field limit"):
+        return f"a field longer than {csv.field_size_limit()} characters"
+    if message.endswith("expected after '\"'"):
+        return f"text after a closing quote ({message})"
+    return message
+
+
+def _checked_header(path: Path, line: int, header: list[str]) -> list[str]:
+    missing = {"title", "text"} - set(header)
+    if missing:
+        raise KnowledgeBaseError(
+            f"{path}: line {line}: header must name the columns 'title' and 'text' "
+            f"(missing {', '.join(sorted(missing))}; found {', '.join(header) or 'nothing'})"
+        )
+    return header
+
+
+def _field_count(fields: list[str], header: list[str]) -> str:
+    if len(fields) > len(header):
+        return f"{len(fields)} fields, the header has {len(header)}"
+    return f"{len(fields)} field(s), fewer than the header's {len(header)} ({', '.join(header)})"
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict | str]]:
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                yield line_number, f"not valid JSON ({err.msg} at column {err.colno})"
-                continue
-            if not isinstance(row, dict):
-                yield line_number, f"expected a JSON object, got {type(row).__name__}"
-                continue
-            yield line_number, row
+    for line in _physical_lines(path):
+        if line.bad_utf8:
+            yield line.number, line.bad_utf8
+            continue
+        if not line.text.strip():
+            continue
+        try:
+            row = json.loads(line.text)
+        except json.JSONDecodeError as err:
+            yield line.number, f"not valid JSON ({err.msg} at column {err.colno})"
+            continue
+        if not isinstance(row, dict):
+            yield line.number, f"expected a JSON object, got {type(row).__name__}"
+            continue
+        yield line.number, row
 
 
 def _validate_row(row: dict) -> str | None:
@@ -125,6 +297,10 @@ def _validate_row(row: dict) -> str | None:
             return f"missing field '{key}'"
         if not isinstance(row[key], str):
             return f"field '{key}' must be a string, got {type(row[key]).__name__}"
+        try:
+            row[key].encode("utf-8")
+        except UnicodeEncodeError as err:
+            return f"field '{key}' holds an unpaired surrogate {row[key][err.start]!r} (not valid Unicode)"
     if not row["text"].strip():
         return "field 'text' is empty"
     if "id" in row and not isinstance(row["id"], str | int):
@@ -145,31 +321,28 @@ def ingest(
     rows = _read_jsonl(path) if fmt == "jsonl" else _read_delimited(path, "," if fmt == "csv" else "\t")
     report = IngestReport(path=path)
     seen_ids: dict[str, int] = {}
-    try:
-        for line, row in rows:
-            report.rows_read += 1
-            reason = row if isinstance(row, str) else _validate_row(row)
-            if reason is None:
-                source_id = str(row.get("id", f"line-{line}"))
-                if source_id in seen_ids:
-                    reason = f"duplicate id {source_id!r} (first on line {seen_ids[source_id]})"
-                else:
-                    seen_ids[source_id] = line
-            if reason is not None:
-                rejected = RejectedRow(line, reason)
-                if strict:
-                    raise KnowledgeBaseError(f"{path}: {rejected} (--strict stops at the first bad row)")
-                report.rejected.append(rejected)
-                continue
-            title = row["title"].strip()
-            for chunk in split_into_passages(row["text"], words_per_passage):
-                report.passages.append(Passage(source_id=source_id, title=title, text=chunk))
-    except UnicodeDecodeError as err:
-        raise KnowledgeBaseError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
-    except csv.Error as err:
-        raise KnowledgeBaseError(f"{path}: malformed CSV/TSV: {err}") from err
+    for line, row in rows:
+        report.rows_read += 1
+        reason = row if isinstance(row, str) else _validate_row(row)
+        if reason is None:
+            source_id = str(row.get("id", f"line-{line}"))
+            if source_id in seen_ids:
+                reason = f"duplicate id {source_id!r} (first on line {seen_ids[source_id]})"
+            else:
+                seen_ids[source_id] = line
+        if reason is not None:
+            rejected = RejectedRow(line, reason)
+            if strict:
+                raise KnowledgeBaseError(f"{path}: {rejected} (--strict stops at the first bad row)")
+            report.rejected.append(rejected)
+            continue
+        report.rows_indexed += 1
+        title = row["title"].strip()
+        for chunk in split_into_passages(row["text"], words_per_passage):
+            report.passages.append(Passage(source_id=source_id, title=title, text=chunk))
     if not report.passages:
         raise KnowledgeBaseError(
-            f"{path}: no usable passages ({report.rows_read} rows read, {len(report.rejected)} rejected)"
+            f"{path}: no usable passages ({report.rows_read} rows read, {len(report.rejected)} rejected"
+            + (f"; first: {report.rejected[0]})" if report.rejected else ")")
         )
     return report

@@ -1,6 +1,13 @@
 """The knowledge-base directory layout and its `kb.json` metadata.
 
-Light on purpose (pydantic only): the operator reads `kb.json` to size retrieval pods.
+Light on purpose (pydantic and the standard library only): the operator reads `kb.json` to
+size retrieval pods. The file checks (`verify_files`) live in `rag_job.knowledge.digest`,
+which is just as light.
+
+Format history: version 1 recorded shard sizes only. Version 2 adds, per FAISS shard file
+and per file of the passages dataset, the size, a full SHA-256 and a cheap fingerprint
+(`rag_job.knowledge.digest`), so truncated, deleted and swapped files are caught before they
+serve wrong ids. Version 1 files still load; they are reported as unverifiable.
 """
 
 from __future__ import annotations
@@ -11,11 +18,21 @@ from pydantic import BaseModel, Field, ValidationError
 
 KB_META_FILE = "kb.json"
 PASSAGES_DIR = "passages"
-KB_FORMAT_VERSION = 1
+#: The kb.json format this code writes; every version up to it is read.
+KB_FORMAT_VERSION = 2
 
 
 class KnowledgeBaseLayoutError(ValueError):
     """A knowledge-base directory that is missing, incomplete or corrupt; the message names the path."""
+
+
+class FileDigest(BaseModel):
+    """What build-index recorded about one file it wrote (kb.json format 2)."""
+
+    file: str = Field(description="Path relative to the knowledge-base directory.")
+    bytes: int = Field(ge=0, description="File size.")
+    sha256: str = Field(description="SHA-256 of the whole file (checked by `verify-kb --full`).")
+    fingerprint: str = Field(description="SHA-256 of the size and three 1 MiB blocks (checked at start).")
 
 
 class ShardInfo(BaseModel):
@@ -23,6 +40,14 @@ class ShardInfo(BaseModel):
     start: int = Field(ge=0, description="First global passage id in this shard.")
     end: int = Field(ge=0, description="One past the last global passage id.")
     bytes: int = Field(ge=0, description="Index file size.")
+    sha256: str | None = Field(default=None, description="SHA-256 of the index file (format 2).")
+    fingerprint: str | None = Field(default=None, description="Fingerprint of the index file (format 2).")
+
+    def digest(self) -> FileDigest | None:
+        """This shard's file digest, or None for a kb.json that recorded none (format 1)."""
+        if self.sha256 is None or self.fingerprint is None:
+            return None
+        return FileDigest(file=self.file, bytes=self.bytes, sha256=self.sha256, fingerprint=self.fingerprint)
 
 
 class KnowledgeBaseMeta(BaseModel):
@@ -32,12 +57,20 @@ class KnowledgeBaseMeta(BaseModel):
     index_type: str
     shards: list[ShardInfo]
     passages_bytes: int = Field(ge=0)
+    passages_files: list[FileDigest] | None = Field(
+        default=None, description="Every file of the passages dataset (format 2)."
+    )
     ctx_encoder: str = ""
     created_unix: int = 0
 
     @property
     def index_bytes(self) -> int:
         return sum(shard.bytes for shard in self.shards)
+
+    @property
+    def verifiable(self) -> bool:
+        """Whether build-index recorded digests for every file (kb.json format 2)."""
+        return self.passages_files is not None and all(s.digest() is not None for s in self.shards)
 
 
 def shard_file_name(number: int, shards: int) -> str:
@@ -50,7 +83,11 @@ def dir_size(path: Path) -> int:
 
 
 def load_meta(kb_dir: str | Path) -> KnowledgeBaseMeta:
-    """Read and check kb.json; every problem names the path and how to fix it."""
+    """Read and check kb.json itself; every problem names the path and how to fix it.
+
+    This reads metadata only (the operator sizes pods from kb.json alone, without the index
+    files); `rag_job.knowledge.digest.verify_files` checks the files against it.
+    """
     kb_dir = Path(kb_dir)
     meta_path = kb_dir / KB_META_FILE
     if not kb_dir.is_dir():
@@ -65,6 +102,11 @@ def load_meta(kb_dir: str | Path) -> KnowledgeBaseMeta:
         meta = KnowledgeBaseMeta.model_validate_json(meta_path.read_text())
     except (ValidationError, ValueError) as err:
         raise KnowledgeBaseLayoutError(f"{meta_path} is corrupt: {err}") from err
+    if meta.format_version > KB_FORMAT_VERSION:
+        raise KnowledgeBaseLayoutError(
+            f"{meta_path} has format version {meta.format_version}, newer than this rag_job reads "
+            f"({KB_FORMAT_VERSION}); upgrade rag_job or rebuild the index with this version's build-index"
+        )
     covered = 0
     for shard in meta.shards:
         if shard.start != covered or shard.end <= shard.start:

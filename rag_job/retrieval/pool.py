@@ -257,11 +257,13 @@ def open_local_embeddings(
 
     None when the directory is not readable here, holds another build of the knowledge
     base than the actors serve (`num_passages`, `created_unix` from their kb.json), or its
-    embeddings column would need a copy (variable-length lists): then the actors send
-    the embeddings.
+    embeddings column would need a copy (variable-length lists), or its passages files do
+    not match their fingerprints in kb.json: then the actors, which check their own copy,
+    send the embeddings.
     """
     from pathlib import Path
 
+    from rag_job.knowledge.digest import verify_files
     from rag_job.knowledge.layout import load_meta
     from rag_job.retrieval.searcher import load_passages
 
@@ -271,6 +273,10 @@ def open_local_embeddings(
     if (num_passages is not None and meta.num_passages != num_passages) or (
         created_unix is not None and meta.created_unix != created_unix
     ):
+        return None
+    check = verify_files(kb_dir, meta, shards=[], passages=True)
+    if not check.ok:
+        logger.warning("embeddings come from the retrieval actors: %s", check.message())
         return None
     dataset = load_passages(kb_dir)
     column = dataset.data.table.column("embeddings") if hasattr(dataset.data, "table") else None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag_job.knowledge.digest import verify_files
 from rag_job.knowledge.layout import (
     KnowledgeBaseLayoutError,
     KnowledgeBaseMeta,
@@ -99,9 +100,21 @@ class EmbeddingTable:
 
 
 class ShardSearcher:
-    """One index shard: top-k by inner product, returned with global ids and exact embeddings."""
+    """One index shard: top-k by inner product, returned with global ids and exact embeddings.
 
-    def __init__(self, kb_dir: str | Path, shard: int, meta: KnowledgeBaseMeta | None = None, dataset=None):
+    Before it serves, the shard file's fingerprint is checked against kb.json (and the passages
+    files' when it loads them itself): a truncated, replaced or swapped file is refused, never
+    served with wrong ids.
+    """
+
+    def __init__(
+        self,
+        kb_dir: str | Path,
+        shard: int,
+        meta: KnowledgeBaseMeta | None = None,
+        dataset=None,
+        verified: bool = False,
+    ):
         started = time.perf_counter()
         self.kb_dir = Path(kb_dir)
         self.meta = meta or load_meta(kb_dir)
@@ -112,6 +125,8 @@ class ShardSearcher:
         self.shard = shard
         info = self.meta.shards[shard]
         self.start, self.end = info.start, info.end
+        if not verified:
+            verify_files(kb_dir, self.meta, shards=[shard], passages=dataset is None).raise_for_problems()
         path = index_path(kb_dir, self.meta, shard)
         self.index = read_faiss_index(path)
         if self.index.d != self.meta.dim or self.index.ntotal != info.end - info.start:
@@ -158,8 +173,11 @@ class KnowledgeBaseSearcher:
 
     def __init__(self, kb_dir: str | Path):
         self.meta = load_meta(kb_dir)
+        verify_files(kb_dir, self.meta, "fingerprint").raise_for_problems()
         dataset = load_passages(kb_dir)
-        self.shards = [ShardSearcher(kb_dir, s, self.meta, dataset) for s in range(len(self.meta.shards))]
+        self.shards = [
+            ShardSearcher(kb_dir, s, self.meta, dataset, verified=True) for s in range(len(self.meta.shards))
+        ]
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return merge_top_k([shard.search(queries, k) for shard in self.shards], k)

@@ -21,11 +21,14 @@ logger = logging.getLogger(__name__)
 
 def start_service(config: ServiceConfig):
     """Start (or find) the detached actors and wait until every shard is loaded; returns the pool."""
+    from rag_job.knowledge.digest import verify_files
     from rag_job.knowledge.layout import KnowledgeBaseLayoutError, load_meta
     from rag_job.retrieval.actor import start_retrieval_actors
     from rag_job.retrieval.pool import PoolSpec, RetrievalPool
 
     meta = load_meta(config.knowledge_base)
+    # Each actor checks its own shard too; this names every bad file before any actor starts.
+    verify_files(config.knowledge_base, meta).raise_for_problems()
     if config.shards is not None and config.shards != len(meta.shards):
         raise KnowledgeBaseLayoutError(
             f"shards is {config.shards} but {config.knowledge_base} has {len(meta.shards)} index shard(s)"

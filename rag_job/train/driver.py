@@ -1,8 +1,9 @@
 """The driver of one fine-tuning run: the RayJob entrypoint's body.
 
-Validate everything before any cluster work, start (or find) the retrieval actors on
-`rag_retrieval` nodes, run a Ray Train `TorchTrainer` on `rag_trainer` nodes, then
-publish the final model (`save_pretrained`, loadable by plain transformers),
+`python -m rag_job train` runs `rag_job.train.preflight.check_before_cluster_work` first
+(before `ray.init`); then this module starts (or finds) the retrieval actors on
+`rag_retrieval` nodes, runs a Ray Train `TorchTrainer` on `rag_trainer` nodes, then
+publishes the final model (`save_pretrained`, loadable by plain transformers),
 `metrics.json` and a loss curve.
 """
 
@@ -15,9 +16,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rag_job.config import TRAINER_RESOURCE, ConfigError, JobConfig
+from rag_job.config import TRAINER_RESOURCE, JobConfig
 from rag_job.knowledge.layout import load_meta
-from rag_job.train.data import read_examples
 
 logger = logging.getLogger(__name__)
 
@@ -33,27 +33,6 @@ class RunSummary:
     retrieval_startup_s: float = 0.0
     #: Wall clock when `run_training` began: the submit time start-up is measured from.
     started_unix: float = 0.0
-
-
-def check_before_cluster_work(config: JobConfig) -> None:
-    """Fail fast, naming the field, on anything a cluster would only discover minutes later."""
-    meta = load_meta(config.retrieval.knowledge_base)
-    if config.retrieval.shards is not None and config.retrieval.shards != len(meta.shards):
-        raise ConfigError(
-            f"retrieval.shards is {config.retrieval.shards} but {config.retrieval.knowledge_base} has "
-            f"{len(meta.shards)} index shard(s); rebuild the index with --shards {config.retrieval.shards} "
-            "or drop the field"
-        )
-    if config.retrieval.n_docs > meta.num_passages:
-        raise ConfigError(
-            f"retrieval.n_docs ({config.retrieval.n_docs}) exceeds the {meta.num_passages} passages"
-        )
-    try:
-        read_examples(config.data.train_path, "train")
-        if config.data.eval_path:
-            read_examples(config.data.eval_path, "val")
-    except ValueError as err:
-        raise ConfigError(f"data: {err}") from err
 
 
 def _storage_path(config: JobConfig) -> str:

@@ -68,6 +68,73 @@ def test_csv_and_tsv_rows_with_wrong_field_counts_are_reported(tmp_path):
     assert report.rejected[0].line == 3
 
 
+def test_an_unbalanced_quote_rejects_only_its_own_row_naming_the_line_it_opened_on(tmp_path):
+    rows = [f"T{i},text of row {i}" for i in range(50)]
+    rows[9] = 'T9,"text of row 9 whose quote never closes'
+    kb = _write(tmp_path / "kb.csv", "title,text\n" + "\n".join(rows) + "\n")
+    report = ingest(kb)
+    assert report.rows_read == 50 and report.rows_indexed == 49
+    assert [r.line for r in report.rejected] == [11]
+    assert "quoted field opens on this line" in report.rejected[0].reason
+    assert "lines 12-51 are read again" in report.rejected[0].reason
+    assert len(report.passages) == 49 and "T10" in {p.title for p in report.passages}
+    assert report.summary().endswith("50 rows read = 49 indexed + 1 rejected; 49 passages")
+    assert report.rejection_messages()[0].startswith(f"{kb}: line 11: ")
+
+
+def test_a_quoted_field_still_open_after_max_record_lines_is_rejected_as_a_runaway(tmp_path):
+    from rag_job.knowledge.ingest import MAX_RECORD_LINES
+
+    body = "\n".join(f"word{i}" for i in range(MAX_RECORD_LINES + 50))
+    kb = _write(tmp_path / "kb.csv", f'title,text\nA,"{body}"\nB,beta\n')
+    report = ingest(kb)
+    assert report.rejected[0].line == 2
+    assert f"still open after {MAX_RECORD_LINES} lines" in report.rejected[0].reason
+    assert report.rows_read == report.rows_indexed + len(report.rejected)
+    assert "B" in {p.title for p in report.passages}
+
+
+def test_a_quoted_field_that_spans_lines_is_one_row_numbered_by_its_first_line(tmp_path):
+    kb = _write(tmp_path / "kb.tsv", 'title\ttext\nA\t"first line\nsecond line"\nB\tbeta\n')
+    report = ingest(kb)
+    assert [(p.source_id, p.text) for p in report.passages] == [
+        ("line-2", "first line second line"),
+        ("line-4", "beta"),
+    ]
+
+
+def test_a_utf8_byte_order_mark_costs_no_row(tmp_path):
+    bom = b"\xef\xbb\xbf"
+    jsonl = tmp_path / "kb.jsonl"
+    jsonl.write_bytes(bom + b'{"title": "A", "text": "alpha"}\n{"title": "B", "text": "beta"}\n')
+    assert [p.title for p in ingest(jsonl).passages] == ["A", "B"]
+    csv_kb = tmp_path / "kb.csv"
+    csv_kb.write_bytes(bom + b"title,text\nA,alpha\n")
+    assert [p.title for p in ingest(csv_kb).passages] == ["A"]
+
+
+def test_bytes_that_are_not_utf8_reject_their_row_with_the_real_offset_and_line(tmp_path):
+    kb = tmp_path / "kb.jsonl"
+    first = b'{"title": "A", "text": "alpha"}\n'
+    kb.write_bytes(first + b'{"title": "B", "text": "b\xe9ta"}\n{"title": "C", "text": "gamma"}\n')
+    report = ingest(kb)
+    assert [p.title for p in report.passages] == ["A", "C"]
+    offset = len(first) + len(b'{"title": "B", "text": "b')
+    assert report.rejected[0].line == 2
+    assert f"byte 0xe9 at byte offset {offset} (line 2, column 26)" in report.rejected[0].reason
+    with pytest.raises(
+        KnowledgeBaseError, match=rf"kb\.jsonl: line 2: not UTF-8: byte 0xe9 at byte offset {offset}"
+    ):
+        ingest(kb, strict=True)
+
+
+def test_a_utf16_file_is_an_error_saying_to_save_it_as_utf8(tmp_path):
+    kb = tmp_path / "kb.csv"
+    kb.write_bytes("title,text\nA,alpha\n".encode("utf-16"))
+    with pytest.raises(KnowledgeBaseError, match=r"line 1: the file is UTF-16.*save it as UTF-8"):
+        ingest(kb)
+
+
 def test_a_header_without_title_and_text_is_an_error_naming_the_columns(tmp_path):
     kb = _write(tmp_path / "kb.csv", "name,body\nA,alpha\n")
     with pytest.raises(KnowledgeBaseError, match="missing text, title"):
@@ -151,13 +218,24 @@ class TestCorruptKnowledgeBase:
         from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
         (kb_copy / "index.faiss").unlink()
-        with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss does not exist"):
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss is missing"):
             self._load(kb_copy)
 
     def test_corrupt_index_file(self, kb_copy):
         from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
-        (kb_copy / "index.faiss").write_bytes(b"definitely not a faiss index")
+        size = (kb_copy / "index.faiss").stat().st_size
+        (kb_copy / "index.faiss").write_bytes(b"x" * size)
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss does not match its fingerprint"):
+            self._load(kb_copy)
+
+    def test_corrupt_index_file_of_a_format_1_knowledge_base(self, kb_copy):
+        from rag_job.knowledge.layout import KnowledgeBaseLayoutError
+        from tests.job.kb_files import downgrade_to_format_1
+
+        downgrade_to_format_1(kb_copy)
+        size = (kb_copy / "index.faiss").stat().st_size
+        (kb_copy / "index.faiss").write_bytes(b"x" * size)
         with pytest.raises(KnowledgeBaseLayoutError, match=r"index\.faiss is corrupt"):
             self._load(kb_copy)
 
@@ -180,7 +258,7 @@ class TestCorruptKnowledgeBase:
         from rag_job.knowledge.layout import KnowledgeBaseLayoutError
 
         shutil.rmtree(kb_copy / "passages")
-        with pytest.raises(KnowledgeBaseLayoutError, match=r"passages dataset .*passages does not exist"):
+        with pytest.raises(KnowledgeBaseLayoutError, match=r"passages dataset .*passages is missing"):
             self._load(kb_copy)
 
     def test_corrupt_passages(self, kb_copy):
@@ -188,5 +266,7 @@ class TestCorruptKnowledgeBase:
 
         for arrow in (kb_copy / "passages").glob("*.arrow"):
             arrow.write_bytes(b"garbage")
-        with pytest.raises(KnowledgeBaseLayoutError, match=r"passages dataset .*passages is corrupt"):
+        with pytest.raises(
+            KnowledgeBaseLayoutError, match=r"passages/.*\.arrow is 7 bytes, kb\.json recorded"
+        ):
             self._load(kb_copy)

@@ -133,7 +133,7 @@ def test_a_new_run_with_the_same_storage_path_resumes(ray_cluster, tiny_assets, 
         ({"retrieval": {"mode": "grpc"}}, "retrieval.mode: Input should be 'ray', 'torch' or 'local'"),
         ({"scaling": {"num_workers": "two"}}, "scaling.num_workers: Input should be a valid integer"),
         ({"trainig": {}}, "trainig: Extra inputs are not permitted"),
-        ({"retrieval": {"shards": 3}}, "retrieval.shards is 3 but"),
+        ({"retrieval": {"shards": 3}}, "retrieval.shards: 3 but"),
     ],
 )
 def test_an_invalid_config_fails_before_any_cluster_work_naming_the_field(
