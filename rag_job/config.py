@@ -225,7 +225,9 @@ class JobConfig(_Strict):
         except OSError as err:
             raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from err
         except UnicodeDecodeError as err:
-            raise ConfigError(f"{path} is not UTF-8 text (byte {err.start}): give a YAML or JSON config") from err
+            raise ConfigError(
+                f"{path} is not UTF-8 text (byte {err.start}): give a YAML or JSON config"
+            ) from err
         try:
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as err:
