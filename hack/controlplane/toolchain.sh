@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries the cluster tests run (kube-apiserver,
-# kube-controller-manager, kube-scheduler, the KubeRay operator, kwok) into the cache, keyed by
-# version, and locates etcd in the virtualenv. Idempotent: a cached binary is
+# kube-controller-manager, kube-scheduler, the KubeRay operator, kwok) and the real nodes'
+# (kubelet, kube-proxy, CoreDNS) into the cache, keyed by version, and locates etcd in the
+# virtualenv. Idempotent: a cached binary is
 # never rebuilt. Each step prints its time.
 set -euo pipefail
 
@@ -61,7 +62,7 @@ install_module() { # install_module PACKAGE@VERSION BIN: `go install` a module t
   rmdir "$tmp"
 }
 
-for cmd in kube-apiserver kube-controller-manager kube-scheduler; do
+for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
   bin="$CACHE_DIR/bin/$cmd-$K8S_VERSION/$cmd"
   step "$cmd" "$K8S_VERSION" "$bin" build_k8s "$cmd" "$bin"
 done
@@ -82,6 +83,9 @@ echo "toolchain: RayService CRD: $crd"
 # kwok simulates nodes and the pod lifecycle for the placement tests.
 bin="$CACHE_DIR/bin/kwok-$KWOK_VERSION/kwok"
 step kwok "$KWOK_VERSION" "$bin" install_module "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "$bin"
+# CoreDNS: cluster DNS for the real nodes' pods (Services, the Ray head's headless Service).
+bin="$CACHE_DIR/bin/coredns-$COREDNS_VERSION/coredns"
+step CoreDNS "$COREDNS_VERSION" "$bin" install_module "github.com/coredns/coredns@$COREDNS_VERSION" "$bin"
 # kuberay-submit: KubeRay's own submitter command builder, for the shell-safety test. Keyed by
 # the hash of its sources, which pin the KubeRay module version.
 src="$ROOT/hack/kuberay-submit"

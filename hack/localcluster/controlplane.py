@@ -29,6 +29,24 @@ from .toolchain import Toolchain
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 KCM_CONTROLLERS = "garbagecollector,serviceaccount,serviceaccount-token,namespace,root-ca-cert-publisher"
+#: What pods on real nodes also need: lifting new nodes' not-ready taint, Services' endpoints (CoreDNS,
+#: Deployment, KubeRay's submitter Job.
+WORKLOAD_CONTROLLERS = (
+    "endpoint,endpointslice,deployment,replicaset,job,nodelifecycle,persistentvolume-binder"
+)
+
+
+@dataclass(frozen=True)
+class PlaneOptions:
+    """How a control plane serves: loopback only and no workload controllers (the default), or
+    on an underlay address real nodes reach, with the controllers their pods need."""
+
+    address: str = "127.0.0.1"
+    workloads: bool = False
+
+    @property
+    def controllers(self) -> str:
+        return f"{KCM_CONTROLLERS},{WORKLOAD_CONTROLLERS}" if self.workloads else KCM_CONTROLLERS
 
 
 class StartupError(RuntimeError):
@@ -119,10 +137,10 @@ class Api:
             return status, raw.decode(errors="replace")
 
 
-def free_port() -> int:
-    """A loopback port that is free now (the kernel picks it)."""
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port on address (loopback by default) that is free now (the kernel picks it)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return sock.getsockname()[1]
 
 
@@ -144,12 +162,15 @@ def write_kubeconfig(
     return path
 
 
-def start_control_plane(toolchain: Toolchain, directory: Path) -> ControlPlane:
+def start_control_plane(
+    toolchain: Toolchain, directory: Path, options: PlaneOptions = PlaneOptions()
+) -> ControlPlane:
     """Start every component under directory; on failure stop them and raise StartupError."""
     started = time.monotonic()
     directory.mkdir(parents=True, exist_ok=True)
-    pki = make_pki(toolchain.openssl, directory / "pki")
-    server = f"https://127.0.0.1:{free_port()}"
+    extra_ips = () if options.address == "127.0.0.1" else (options.address,)
+    pki = make_pki(toolchain.openssl, directory / "pki", extra_ips)
+    server = f"https://{options.address}:{free_port(options.address)}"
     kubeconfig = write_kubeconfig(
         directory / "admin.kubeconfig",
         server,
@@ -159,7 +180,7 @@ def start_control_plane(toolchain: Toolchain, directory: Path) -> ControlPlane:
     plane = ControlPlane(directory=directory, server=server, kubeconfig=kubeconfig, pki=pki)
     plane.timings["pki"] = time.monotonic() - started
     try:
-        _start_all(plane, toolchain)
+        _start_all(plane, toolchain, options)
     except BaseException:
         plane.stop()
         raise
@@ -167,7 +188,7 @@ def start_control_plane(toolchain: Toolchain, directory: Path) -> ControlPlane:
     return plane
 
 
-def _start_all(plane: ControlPlane, toolchain: Toolchain) -> None:
+def _start_all(plane: ControlPlane, toolchain: Toolchain, options: PlaneOptions) -> None:
     directory, pki, api = plane.directory, plane.pki, plane.api()
     etcd_url = f"http://127.0.0.1:{free_port()}"
     peer_url = f"http://127.0.0.1:{free_port()}"
@@ -181,10 +202,13 @@ def _start_all(plane: ControlPlane, toolchain: Toolchain) -> None:
 
     apiserver = launch(plane, "kube-apiserver", [
         toolchain.kube_apiserver, f"--etcd-servers={etcd_url}",
-        "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        f"--bind-address={options.address}", f"--advertise-address={options.address}",
         f"--secure-port={plane.server.rsplit(':', 1)[1]}",
         f"--tls-cert-file={pki.serving.cert}", f"--tls-private-key-file={pki.serving.key}",
-        f"--client-ca-file={pki.ca.cert}", "--authorization-mode=RBAC",
+        f"--client-ca-file={pki.ca.cert}", "--authorization-mode=Node,RBAC",
+        # kubectl logs/exec: the API server reaches a kubelet by its InternalIP, as admin.
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-client-certificate={pki.admin.cert}", f"--kubelet-client-key={pki.admin.key}",
         f"--service-account-key-file={pki.service_account.cert}",
         f"--service-account-signing-key-file={pki.service_account.key}",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
@@ -200,7 +224,7 @@ def _start_all(plane: ControlPlane, toolchain: Toolchain) -> None:
     kcm = launch(plane, "kube-controller-manager", [
         toolchain.kube_controller_manager, f"--kubeconfig={plane.kubeconfig}",
         "--bind-address=127.0.0.1", f"--secure-port={kcm_port}", f"--cert-dir={directory / 'kcm'}",
-        "--leader-elect=false", f"--controllers={KCM_CONTROLLERS}",
+        "--leader-elect=false", f"--controllers={options.controllers}",
         f"--service-account-private-key-file={pki.service_account.key}", f"--root-ca-file={pki.ca.cert}",
     ])  # fmt: skip
     # kube-controller-manager starts while the (large) CRDs are being established.
@@ -213,6 +237,9 @@ def _start_all(plane: ControlPlane, toolchain: Toolchain) -> None:
             toolchain.ray_operator, f"--metrics-addr=127.0.0.1:{free_port()}",
             f"--health-probe-bind-address={probe}", "--enable-leader-election=false",
             "--log-stdout-encoder=console",
+            # It runs on the host, outside cluster DNS: reach each head's dashboard through the
+            # API server's service proxy, as it does from outside a cluster.
+            *(["--use-kubernetes-proxy"] if options.workloads else []),
         ],
         env={"KUBECONFIG": str(plane.kubeconfig)},
     )  # fmt: skip
@@ -225,6 +252,22 @@ def _start_all(plane: ControlPlane, toolchain: Toolchain) -> None:
         "default-serviceaccount",
         lambda: wait_until(kcm, lambda: api.request("GET", default_sa)[0] == 200),
     )
+
+
+def start_scheduler(plane: ControlPlane, toolchain: Toolchain) -> Component:
+    """kube-scheduler against the plane, waited for; its log joins the plane's."""
+    port = free_port()
+    scheduler = launch(plane, "kube-scheduler", [
+        toolchain.kube_scheduler, f"--kubeconfig={plane.kubeconfig}",
+        f"--authentication-kubeconfig={plane.kubeconfig}", f"--authorization-kubeconfig={plane.kubeconfig}",
+        "--bind-address=127.0.0.1", f"--secure-port={port}", "--leader-elect=false",
+    ])  # fmt: skip
+    timed(
+        plane,
+        "kube-scheduler",
+        lambda: wait_until(scheduler, lambda: http_ok(f"https://127.0.0.1:{port}/healthz")),
+    )
+    return scheduler
 
 
 def launch(plane: ControlPlane, name: str, argv: list[Any], env: dict[str, str] | None = None) -> Component:

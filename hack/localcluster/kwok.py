@@ -21,6 +21,7 @@ from .controlplane import (
     free_port,
     http_ok,
     launch,
+    start_scheduler,
     stop_component,
     timed,
     wait_until,
@@ -74,17 +75,7 @@ def start_scheduler_and_kwok(plane: ControlPlane, toolchain: Toolchain) -> list[
     """kube-scheduler and kwok against the plane, each waited for; their logs join the plane's."""
     started = len(plane.components)
     try:
-        port = free_port()
-        scheduler = launch(plane, "kube-scheduler", [
-            toolchain.kube_scheduler, f"--kubeconfig={plane.kubeconfig}",
-            f"--authentication-kubeconfig={plane.kubeconfig}", f"--authorization-kubeconfig={plane.kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={port}", "--leader-elect=false",
-        ])  # fmt: skip
-        timed(
-            plane,
-            "kube-scheduler",
-            lambda: wait_until(scheduler, lambda: http_ok(f"https://127.0.0.1:{port}/healthz")),
-        )
+        start_scheduler(plane, toolchain)
         address = f"127.0.0.1:{free_port()}"
         kwok = launch(plane, "kwok", [
             toolchain.kwok, f"--kubeconfig={plane.kubeconfig}", f"--config={KWOK_STAGES}",

@@ -11,7 +11,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-SERVING_EXT = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+#: The API server's names: loopback, and for pods (the `kubernetes` Service's first address).
+SERVING_SANS = (
+    "IP:127.0.0.1", "DNS:localhost", "IP:10.96.0.1", "DNS:kubernetes", "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local",
+)  # fmt: skip
 CLIENT_EXT = "extendedKeyUsage=clientAuth\n"
 
 
@@ -54,8 +58,19 @@ def _signed(openssl: Path, ca: KeyPair, directory: Path, name: str, subject: str
     return pair
 
 
-def make_pki(openssl: Path, directory: Path) -> Pki:
-    """Generate the CA, serving, admin and service-account keys under directory."""
+def serving_ext(extra_ips: tuple[str, ...] = ()) -> str:
+    sans = ",".join([*SERVING_SANS, *(f"IP:{address}" for address in extra_ips)])
+    return f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\n"
+
+
+def client_cert(openssl: Path, pki: Pki, name: str, subject: str) -> KeyPair:
+    """One more client certificate signed by pki's CA (a kubelet's, kube-proxy's)."""
+    return _signed(openssl, pki.ca, pki.ca.cert.parent, name, subject, CLIENT_EXT)
+
+
+def make_pki(openssl: Path, directory: Path, extra_ips: tuple[str, ...] = ()) -> Pki:
+    """Generate the CA, serving, admin and service-account keys under directory; extra_ips are
+    more addresses the API server serves on (the real nodes' underlay address)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = KeyPair(directory / "ca.crt", directory / "ca.key")
     _new_key(openssl, ca.key)
@@ -78,7 +93,7 @@ def make_pki(openssl: Path, directory: Path) -> Pki:
     _openssl(openssl, "pkey", "-in", sa.key, "-pubout", "-out", sa.cert)
     return Pki(
         ca=ca,
-        serving=_signed(openssl, ca, directory, "apiserver", "/CN=kube-apiserver", SERVING_EXT),
+        serving=_signed(openssl, ca, directory, "apiserver", "/CN=kube-apiserver", serving_ext(extra_ips)),
         admin=_signed(openssl, ca, directory, "admin", "/O=system:masters/CN=rag-test-admin", CLIENT_EXT),
         service_account=sa,
     )

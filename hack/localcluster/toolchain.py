@@ -28,6 +28,9 @@ class Toolchain:
     kube_scheduler: Path
     ray_operator: Path
     kwok: Path
+    kubelet: Path
+    kube_proxy: Path
+    coredns: Path
     openssl: Path
     kuberay_crds: tuple[Path, ...]
     k8s_version: str
@@ -94,6 +97,9 @@ def find_toolchain() -> Toolchain:
         kube_scheduler=bin_dir / f"kube-scheduler-{k8s}" / "kube-scheduler",
         ray_operator=bin_dir / f"ray-operator-{kuberay}" / "ray-operator",
         kwok=bin_dir / f"kwok-{pinned_version('KWOK_VERSION')}" / "kwok",
+        kubelet=bin_dir / f"kubelet-{k8s}" / "kubelet",
+        kube_proxy=bin_dir / f"kube-proxy-{k8s}" / "kube-proxy",
+        coredns=bin_dir / f"coredns-{pinned_version('COREDNS_VERSION')}" / "coredns",
         openssl=Path(openssl or "openssl"),
         kuberay_crds=(
             kuberay_crds_dir() / "ray.io_rayclusters.yaml",
@@ -137,6 +143,36 @@ def require_placement(toolchain: Toolchain) -> None:
     for path in (toolchain.kube_scheduler, toolchain.kwok):
         if not path.exists():
             raise ToolchainMissing(f"{path} is missing: {build_hint()}")
+
+
+#: What the real nodes need from the host (Debian packages: containerd, runc,
+#: containernetworking-plugins, iptables; iproute2, util-linux and gcc are on every machine).
+HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "iptables", "ip", "nsenter", "gcc")
+CNI_BIN_DIRS = (Path("/usr/lib/cni"), Path("/opt/cni/bin"))
+NODE_PACKAGES = "containerd runc containernetworking-plugins iptables"
+
+
+def cni_bin_dir() -> Path | None:
+    """Where the CNI plugins (bridge, host-local, loopback) are installed."""
+    return next((d for d in CNI_BIN_DIRS if (d / "bridge").exists() and (d / "host-local").exists()), None)
+
+
+def require_real_nodes(toolchain: Toolchain) -> None:
+    """kubelet, kube-proxy, CoreDNS, kube-scheduler and the host's runtime and network tools,
+    root, and network namespaces; else ToolchainMissing saying what is missing and the fix."""
+    for path in (toolchain.kubelet, toolchain.kube_proxy, toolchain.coredns, toolchain.kube_scheduler):
+        if not path.exists():
+            raise ToolchainMissing(f"{path} is missing: {build_hint()}")
+    missing = [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
+    if cni_bin_dir() is None:
+        missing.append("CNI plugins (bridge, host-local)")
+    if missing:
+        raise ToolchainMissing(
+            f"the real nodes need {', '.join(missing)}: apt-get install {NODE_PACKAGES} "
+            f"(`make node-packages`)"
+        )
+    if os.geteuid() != 0:
+        raise ToolchainMissing("the real nodes need root (network namespaces, mounts, containers)")
 
 
 def build_hint() -> str:

@@ -99,13 +99,6 @@ class Toleration(K8sModel):
         return self
 
 
-class HeadSpec(K8sModel):
-    """The head pod runs the driver only (`num-cpus: 0`): no training, no retrieval."""
-
-    cpu: CpuQuantity = Field(default="1", description="CPU request and limit of the head pod.")
-    memory: Quantity = Field(default="4Gi", description="Memory request and limit of the head pod.")
-
-
 class Placement(K8sModel):
     """Where a group's pods may run."""
 
@@ -114,6 +107,14 @@ class Placement(K8sModel):
     )
     tolerations: list[Toleration] = Field(default_factory=list, description="Pod tolerations.")
     affinity: Affinity | None = Field(default=None, description="Pod affinity (Kubernetes Affinity object).")
+
+
+class HeadSpec(Placement):
+    """The head pod runs the driver only (`num-cpus: 0`): no training, no retrieval. Its
+    placement keeps it off GPU nodes; a K8sJobMode submitter pod runs where the head may."""
+
+    cpu: CpuQuantity = Field(default="1", description="CPU request and limit of the head pod.")
+    memory: Quantity = Field(default="4Gi", description="Memory request and limit of the head pod.")
 
 
 class TrainerPodSpec(Placement):

@@ -8,7 +8,7 @@ from typing import Any
 
 from rag_job.config import RETRIEVAL_RESOURCE, TRAINER_RESOURCE
 
-from .models import Placement, RayPodsSpec, RetrievalGroupSpec, SecuritySpec, TrainerPodSpec
+from .models import HeadSpec, Placement, RayPodsSpec, RetrievalGroupSpec, SecuritySpec, TrainerPodSpec
 from .names import LABEL_COMPONENT, LABEL_GROUP
 from .quantities import quantity_str
 
@@ -128,7 +128,7 @@ def pod_template(
     return {"metadata": {"labels": pod_labels}, "spec": pod_spec}
 
 
-def head_group(labels: dict[str, str], spec: RayPodsSpec, cpu: str, memory: str) -> dict[str, Any]:
+def head_group(labels: dict[str, str], spec: RayPodsSpec, head: HeadSpec) -> dict[str, Any]:
     """The head runs the driver only: `num-cpus: 0` keeps every task and actor off it."""
     return {
         "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
@@ -137,8 +137,9 @@ def head_group(labels: dict[str, str], spec: RayPodsSpec, cpu: str, memory: str)
             spec,
             group=HEAD_GROUP,
             container_name="ray-head",
-            cpu=cpu,
-            memory=memory,
+            cpu=head.cpu,
+            memory=head.memory,
+            placement=head,
             ports=HEAD_PORTS,
         ),
     }
@@ -210,16 +211,16 @@ def retrieval_group(
     return worker_group(RETRIEVAL_GROUP, retrieval.replicas, params, template)
 
 
-def submitter_template(labels: dict[str, str], spec: RayPodsSpec) -> dict[str, Any]:
+def submitter_template(labels: dict[str, str], spec: RayPodsSpec, head: HeadSpec) -> dict[str, Any]:
     """The K8sJobMode submitter pod (`ray job submit`): hardened and labelled like the Ray pods.
 
     KubeRay fills in the command when the container has none. Rendered so the submitter carries
     our labels (the NetworkPolicy admits it to the dashboard), no service account token and the
-    same securityContext as the Ray pods.
+    same securityContext as the Ray pods; it may run where the head may (not on GPU nodes).
     """
     template = pod_template(
         labels, spec, group=SUBMITTER_GROUP, container_name="ray-job-submitter", cpu=SUBMITTER_CPU,
-        memory=SUBMITTER_MEMORY,
+        memory=SUBMITTER_MEMORY, placement=head,
     )  # fmt: skip
     container = template["spec"]["containers"][0]
     container["resources"]["requests"] = {"cpu": SUBMITTER_CPU, "memory": "200Mi"}

@@ -61,13 +61,13 @@ def render_rayjob(
             "suspend": ray_job.suspend,
             "rayClusterSpec": {
                 "rayVersion": ray_job.ray_version,
-                "headGroupSpec": head_group(pods, spec, spec.head.cpu, spec.head.memory),
+                "headGroupSpec": head_group(pods, spec, spec.head),
                 "workerGroupSpecs": workers,
             },
         }
         submitter_labels = pods
     if ray_job.submission_mode == "K8sJobMode":
-        rayjob_spec["submitterPodTemplate"] = submitter_template(submitter_labels, spec)
+        rayjob_spec["submitterPodTemplate"] = submitter_template(submitter_labels, spec, spec.head)
     if ray_job.active_deadline_seconds is not None:
         rayjob_spec["activeDeadlineSeconds"] = ray_job.active_deadline_seconds
     return {

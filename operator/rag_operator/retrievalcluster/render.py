@@ -59,7 +59,7 @@ def render_raycluster(
                 "upscalingMode": spec.autoscaler.upscaling_mode,
                 "idleTimeoutSeconds": spec.autoscaler.idle_timeout_seconds,
             },
-            "headGroupSpec": head_group(pods, spec, spec.head.cpu, spec.head.memory),
+            "headGroupSpec": head_group(pods, spec, spec.head),
             "workerGroupSpecs": [retrieval_group(pods, spec, spec.retrieval, plan.memory_per_pod), trainers],
         },
     }
