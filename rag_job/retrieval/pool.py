@@ -74,6 +74,8 @@ class RetrievalPool:
             for shard, row in enumerate(handles)
         ]
         self.call_latencies_ms: list[float] = []
+        #: Shard calls that failed and were sent again (a replica died or restarted).
+        self.retries = 0
         self._embeddings: EmbeddingTable | None = None
         self._embeddings_checked = False
 
@@ -176,6 +178,12 @@ class RetrievalPool:
         ref = handle.search.remote(queries, k) if with_embeddings else handle.search.remote(queries, k, False)
         return replica, time.perf_counter(), ref
 
+    def take_retries(self) -> int:
+        """Retried shard calls since the last call (the training loop drains them each step)."""
+        with self._lock:
+            taken, self.retries = self.retries, 0
+        return taken
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(scores [B, k], global ids [B, k], embeddings [B, k, D]) over all shards."""
         started = time.perf_counter()
@@ -203,6 +211,8 @@ class RetrievalPool:
                         ) from err
                     tried = set()  # all replicas failed once: wait for Ray to restart them
                     time.sleep(0.2)
+                with self._lock:
+                    self.retries += 1
                 logger.warning(
                     "retrieval actor %s failed (%s); retrying", self._replicas[shard][replica].name, err
                 )

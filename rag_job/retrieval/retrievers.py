@@ -67,6 +67,10 @@ class _TimedRetriever(RagRetriever):
         taken, self.latencies_ms = self.latencies_ms, []
         return taken
 
+    def take_retries(self) -> int:
+        """Retrieval calls retried since the last call (only a remote pool retries)."""
+        return 0
+
 
 class RayRagRetriever(_TimedRetriever):
     """Asks the retrieval actors (least-loaded replica of every shard) over Ray."""
@@ -78,6 +82,9 @@ class RayRagRetriever(_TimedRetriever):
     def _search(self, queries, n_docs):
         _, ids, embeds = self.pool.search(queries, n_docs)
         return ids, embeds
+
+    def take_retries(self) -> int:
+        return self.pool.take_retries()
 
 
 class LocalRagRetriever(_TimedRetriever):

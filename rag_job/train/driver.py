@@ -160,6 +160,11 @@ def write_metrics(summary: RunSummary, state: dict) -> None:
         "loss_start": history[0]["loss"] if history else None,
         "loss_end": history[-1]["loss"] if history else None,
         "resumed_from_step": state.get("resumed_from_step"),
+        # Worker-group restarts from a checkpoint, and retried retrieval calls: a query whose
+        # every retry failed fails its step, which forces a restart, so restarts == 0 with
+        # retries > 0 means every query was answered.
+        "restarts": state.get("restarts", 0),
+        "retrieval_retries": sum(h.get("retrieval_retries", 0) for h in history),
         "eval_before": state.get("eval", {}).get("before"),
         "eval_after": state.get("eval", {}).get("after"),
         "retrieval_latency_ms_p50": _percentile([h["retrieval_latency_ms_p50"] for h in history], 50),

@@ -77,16 +77,17 @@ def _maybe_inject_failure(step: int, rank: int, fail_at_step: int | None, marker
         raise RuntimeError(f"injected failure at step {step}")
 
 
-def _global_loss_per_sample(loss_sum: float, samples: int, world: int, device) -> float:
-    """The step's loss per question over every rank, so the logged curve is the model's, not rank 0's."""
+def _global_step_totals(loss_sum: float, samples: int, retries: int, world: int, device) -> tuple[float, int]:
+    """(loss per question, retried retrieval calls) over every rank in one all-reduce, so the
+    logged curve is the model's, not rank 0's, and a retry on any rank is counted."""
     import torch
     import torch.distributed as dist
 
     if world == 1:
-        return loss_sum / max(samples, 1)
-    totals = torch.tensor([loss_sum, float(samples)], dtype=torch.float64, device=device)
+        return loss_sum / max(samples, 1), retries
+    totals = torch.tensor([loss_sum, float(samples), float(retries)], dtype=torch.float64, device=device)
     dist.all_reduce(totals)
-    return float(totals[0] / totals[1].clamp(min=1))
+    return float(totals[0] / totals[1].clamp(min=1)), int(totals[2])
 
 
 def _window_metrics(history: list[dict], latencies: list[float], since: int) -> dict:
@@ -173,13 +174,17 @@ def train_loop_per_worker(loop_config: dict) -> None:
     total_steps = _total_steps(config, batches_per_epoch)
     scheduler = get_linear_schedule_with_warmup(optimizer, config.training.warmup_steps, total_steps)
 
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "resumed_from_step": None, "eval": {}}
+    state = {
+        "step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "resumed_from_step": None, "eval": {},
+        "restarts": 0,
+    }  # fmt: skip
     if resume_dir:
         saved = torch.load(resume_dir / CHECKPOINT_STATE_FILE, map_location="cpu", weights_only=False)
         optimizer.load_state_dict(saved.pop("optimizer"))
         scheduler.load_state_dict(saved.pop("scheduler"))
         state.update(saved)
         state["resumed_from_step"] = state["step"]
+        state["restarts"] = saved.get("restarts", 0) + 1  # resumes of this run, kept in checkpoints
         logger.info("rank %d resumed from checkpoint at step %d", rank, state["step"])
 
     def run_eval(prefix: str) -> dict[str, float]:
@@ -244,11 +249,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
             _maybe_inject_failure(state["step"], rank, loop_config.get("fail_at_step"), failure_marker)
 
             latencies = retriever.take_latencies()
+            loss, retries = _global_step_totals(sum(losses), samples, retriever.take_retries(), world, device)
             step_time = time.perf_counter() - step_started
             metrics = {
                 "step": state["step"],
                 "epoch": state["epoch"],
-                "loss": _global_loss_per_sample(sum(losses), samples, world, device),
+                "loss": loss,
                 "learning_rate": scheduler.get_last_lr()[0],
                 "step_time_s": step_time,
                 "samples_per_s": samples * world / step_time,
@@ -257,6 +263,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 "retrieval_latency_ms_p50": float(np.percentile(latencies, 50)) if latencies else 0.0,
                 "retrieval_latency_ms_p95": float(np.percentile(latencies, 95)) if latencies else 0.0,
                 "retrieval_share_of_step": (sum(latencies) / 1000) / step_time if latencies else 0.0,
+                "retrieval_retries": retries,  # calls whose replica failed and were sent again (all ranks)
                 "time_unix": time.time(),  # wall clock at the step's end: start-up = first step - submit
             }
             state["history"].append(metrics)

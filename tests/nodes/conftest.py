@@ -11,6 +11,7 @@ root are missing; they never skip quietly.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -18,17 +19,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from localcluster.realcluster import RealCluster, data_volume, fill_data_volume, plan_for, start_real_cluster
 from localcluster.realnodes import host_snapshot
-from localcluster.toolchain import Toolchain, ToolchainMissing, find_toolchain, require_real_nodes
+from localcluster.toolchain import REPO, Toolchain, ToolchainMissing, find_toolchain, require_real_nodes
 
 from ..tools import require_helm, require_kubectl
 
 #: The session cluster's network (cluster-up and the lifecycle test use others).
 PREFIX, OCTET = "rfot", 213
+CHART = REPO / "charts" / "rag-finetune-operator"
+RELEASE, OPERATOR_NS = "rag-finetune-operator", "rag-system"
 _REPORT: list[str] = []
 
 
@@ -102,6 +106,31 @@ def data_namespace(real_cluster: RealCluster) -> str:
     seconds = fill_data_volume(api, name)
     _REPORT.append(f"real nodes: data Job {seconds:.0f}s")
     return name
+
+
+@pytest.fixture(scope="session")
+def chart_operator(real_cluster: RealCluster, node_helm, node_kubectl) -> dict[str, Any]:
+    """`helm install` of the chart as a user does: the operator runs as its Deployment's pods."""
+    done = node_helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        OPERATOR_NS,
+        "--create-namespace",
+        "--wait",
+        "--timeout=180s",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    body = json.loads(node_kubectl("-n", OPERATOR_NS, "get", "deployment", "-o", "json").stdout)
+    (deployment,) = body["items"]
+    return deployment
+
+
+@pytest.fixture(scope="session")
+def node_report() -> list[str]:
+    """Lines for the terminal summary: the figures the node tests measure."""
+    return _REPORT
 
 
 @pytest.hookimpl(hookwrapper=True)

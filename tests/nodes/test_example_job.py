@@ -19,32 +19,12 @@ from localcluster.realnodes import POOL_LABEL
 from localcluster.toolchain import REPO
 
 from ..polling import eventually
+from .conftest import OPERATOR_NS
 
 pytestmark = pytest.mark.node
 
 EXAMPLE = REPO / "examples" / "rag-finetune-job-cpu.yaml"
-CHART = REPO / "charts" / "rag-finetune-operator"
-RELEASE, OPERATOR_NS = "rag-finetune-operator", "rag-system"
 GROUP_LABEL = "ray.io/group"
-
-
-@pytest.fixture(scope="module")
-def chart_operator(real_cluster: RealCluster, node_helm, node_kubectl) -> dict[str, Any]:
-    """`helm install` of the chart as a user does: the operator runs as its Deployment's pods."""
-    done = node_helm(
-        "install",
-        RELEASE,
-        str(CHART),
-        "--namespace",
-        OPERATOR_NS,
-        "--create-namespace",
-        "--wait",
-        "--timeout=180s",
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    body = json.loads(node_kubectl("-n", OPERATOR_NS, "get", "deployment", "-o", "json").stdout)
-    (deployment,) = body["items"]
-    return deployment
 
 
 def get(node_kubectl, *args: str) -> dict[str, Any]:

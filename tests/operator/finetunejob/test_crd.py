@@ -100,7 +100,12 @@ def test_only_affinity_and_network_peers_keep_unknown_fields() -> None:
     loose = sorted(
         path for path, node in _walk(openapi_schema(), "") if node.get("x-kubernetes-preserve-unknown-fields")
     )
-    assert loose == [".spec.retrieval.affinity", ".spec.security.dashboardPeers[]", ".spec.trainers.affinity"]
+    assert loose == [
+        ".spec.head.affinity",
+        ".spec.retrieval.affinity",
+        ".spec.security.dashboardPeers[]",
+        ".spec.trainers.affinity",
+    ]
 
 
 @pytest.mark.parametrize("which", sorted(EXAMPLES))
