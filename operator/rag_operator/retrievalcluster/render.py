@@ -48,6 +48,11 @@ def render_raycluster(
         replicas=0,
         max_replicas=spec.trainers.max_replicas,
     )
+    head = head_group(pods, spec, spec.head)
+    # KubeRay's autoscaler runs as a sidecar of the head and scales the trainer group through
+    # the API server with the head's service account (KubeRay makes one, with a Role, when
+    # none is named): the head needs its token even when the other pods go without.
+    head["template"]["spec"]["automountServiceAccountToken"] = True
     return {
         "apiVersion": f"{names.RAY_GROUP}/{names.RAY_VERSION}",
         "kind": "RayCluster",
@@ -59,7 +64,7 @@ def render_raycluster(
                 "upscalingMode": spec.autoscaler.upscaling_mode,
                 "idleTimeoutSeconds": spec.autoscaler.idle_timeout_seconds,
             },
-            "headGroupSpec": head_group(pods, spec, spec.head),
+            "headGroupSpec": head,
             "workerGroupSpecs": [retrieval_group(pods, spec, spec.retrieval, plan.memory_per_pod), trainers],
         },
     }

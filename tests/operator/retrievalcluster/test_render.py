@@ -326,3 +326,14 @@ def test_a_job_whose_ref_does_not_match_the_given_cluster_is_rejected() -> None:
     other["metadata"]["name"] = "another"
     problems = problems_of(lambda: rendered_shared(rrc=other))
     assert "spec.retrievalClusterRef" in problems
+
+
+def test_only_the_autoscaling_head_mounts_a_service_account_token() -> None:
+    """KubeRay's autoscaler sidecar scales the trainer pool through the API server with the
+    head's token; the retrieval and trainer pods keep going without one."""
+    raycluster, _ = rendered_cluster()
+    head = raycluster["spec"]["headGroupSpec"]["template"]["spec"]
+    assert raycluster["spec"]["enableInTreeAutoscaling"] is True
+    assert head["automountServiceAccountToken"] is True
+    for group in raycluster["spec"]["workerGroupSpecs"]:
+        assert group["template"]["spec"]["automountServiceAccountToken"] is False, group["groupName"]
