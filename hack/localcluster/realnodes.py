@@ -36,10 +36,12 @@ from .controlplane import (
     Component,
     ControlPlane,
     StartupError,
+    free_port,
     http_ok,
     launch,
     stop_component,
     wait_until,
+    write_kubeconfig,
 )
 from .images import PAUSE_IMAGE, base_runtime_spec, build_images
 from .network import Network, NetworkPlan, NodeAddress, in_netns
@@ -156,7 +158,7 @@ def _start_coredns(plane: ControlPlane, toolchain: Toolchain, nodes: RealNodes) 
     """Cluster DNS on the host's underlay address (the kubelets' clusterDNS); no upstream."""
     directory = nodes.directory / "coredns"
     directory.mkdir(exist_ok=True)
-    health = f"{nodes.plan.host_ip}:{_free_port(nodes.plan.host_ip)}"
+    health = f"{nodes.plan.host_ip}:{free_port(nodes.plan.host_ip)}"
     corefile = directory / "Corefile"
     corefile.write_text(
         f".:53 {{\n  bind {nodes.plan.host_ip}\n  errors\n  health {health}\n"
@@ -167,12 +169,6 @@ def _start_coredns(plane: ControlPlane, toolchain: Toolchain, nodes: RealNodes) 
     coredns = _launch(plane, nodes, "coredns", [toolchain.coredns, "-conf", corefile])
     wait_until(coredns, lambda: http_ok(f"http://{health}/health"))
     return coredns
-
-
-def _free_port(address: str) -> int:
-    from .controlplane import free_port
-
-    return free_port(address)
 
 
 def _containerd_config(nodes: RealNodes, node: NodeAddress) -> str:
@@ -262,8 +258,6 @@ def _ctr(
 
 
 def _kubeconfig(path: Path, plane: ControlPlane, cert: Path, key: Path) -> Path:
-    from .controlplane import write_kubeconfig
-
     return write_kubeconfig(
         path, plane.server, plane.pki.ca.cert, {"client-certificate": str(cert), "client-key": str(key)}
     )
