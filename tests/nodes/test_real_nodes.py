@@ -26,7 +26,8 @@ http.server.HTTPServer(("", 8000), Hello).serve_forever()
 """
 CLIENT = """
 import json, ssl, urllib.request, urllib.error
-def get(url, context=None):
+import time
+def get_once(url, context=None):
     try:
         with urllib.request.urlopen(url, timeout=10, context=context) as answer:
             return answer.status, answer.read().decode()
@@ -34,6 +35,15 @@ def get(url, context=None):
         return err.code, ""
     except OSError as err:
         return -1, repr(err)
+def get(url, context=None):
+    # kube-proxy on this pod's node programs a new Service's rules some time after its
+    # endpoints are ready (a REJECT rule stands in until then), so retry as a client would.
+    deadline = time.monotonic() + 60
+    while True:
+        answer = get_once(url, context)
+        if answer[0] == 200 or time.monotonic() > deadline:
+            return answer
+        time.sleep(1)
 ns = open("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read()
 token = open("/var/run/secrets/kubernetes.io/serviceaccount/token").read()
 context = ssl.create_default_context(cafile="/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
@@ -116,7 +126,7 @@ def test_pods_reach_services_across_nodes_by_cluster_dns(real_cluster: RealClust
         return json.loads(lines[-1]) if logs.returncode == 0 and lines else None
 
     result = eventually(
-        answered, timeout=90, what="the client pod's answers in its log (kubectl logs via the kubelet)"
+        answered, timeout=240, what="the client pod's answers in its log (kubectl logs via the kubelet)"
     )
     assert result["clusterip"] == [200, "hello"], result
     assert result["headless"] == [200, "hello"], result
