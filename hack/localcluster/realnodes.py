@@ -50,9 +50,15 @@ from .toolchain import Toolchain, cni_bin_dir
 
 #: Label that says which of the example's groups a node is for (the examples prefer it).
 POOL_LABEL = "rag.finetune.dev/pool"
-#: The CNI network name: also the prefix of the files libcni caches under /var/lib/cni.
-CNI_NETWORK = "rag-test-pods"
+#: CNI network names start with this; libcni names the files it caches under /var/lib/cni after
+#: the network, so each cluster has its own name (cni_network) and removes only its own entries.
+CNI_NETWORK_PREFIX = "rag-pods"
 CONTAINERD_NS = "k8s.io"
+
+
+def cni_network(plan: NetworkPlan) -> str:
+    """This cluster's CNI network name: two clusters (the tests' and a developer's) never share one."""
+    return f"{CNI_NETWORK_PREFIX}-{plan.prefix}"
 
 
 def node_pools(count: int) -> dict[str, str]:
@@ -208,7 +214,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 def _cni_config(nodes: RealNodes, node: NodeAddress) -> dict[str, Any]:
     return {
         "cniVersion": "1.0.0",
-        "name": CNI_NETWORK,
+        "name": cni_network(nodes.plan),
         "plugins": [
             {
                 "type": "bridge",
@@ -415,7 +421,7 @@ def teardown(nodes: RealNodes) -> list[str]:
     _remove_log_links(nodes.directory)
     _remove_log_links(nodes.runtime_dir)
     shutil.rmtree(nodes.runtime_dir, ignore_errors=True)
-    _remove_cni_cache()
+    _remove_cni_cache(cni_network(nodes.plan))
     if nodes.network is not None:
         problems += nodes.network.remove()
     else:
@@ -487,11 +493,12 @@ def _remove_log_links(directory: Path) -> None:
             link.unlink()
 
 
-def _remove_cni_cache() -> None:
-    """libcni caches each attachment's result under /var/lib/cni, named after the network."""
+def _remove_cni_cache(network_name: str) -> None:
+    """libcni caches each attachment's result under /var/lib/cni, named after the network; pods
+    killed with their node never get the CNI DEL that would remove theirs."""
     for cache in (Path("/var/lib/cni/results"), Path("/var/lib/cni/cache/results")):
         if cache.is_dir():
-            for entry in cache.glob(f"{CNI_NETWORK}-*"):
+            for entry in cache.glob(f"{network_name}-*"):
                 entry.unlink(missing_ok=True)
 
 
@@ -537,7 +544,7 @@ def host_snapshot() -> dict[str, list[str]]:
         "mounts": sorted(mounts),
         "iptables": iptables,
         "processes": sorted(processes),
-        "cni_cache": sorted(str(p) for p in Path("/var/lib/cni").rglob(f"{CNI_NETWORK}-*"))
+        "cni_cache": sorted(str(p) for p in Path("/var/lib/cni").rglob(f"{CNI_NETWORK_PREFIX}-*"))
         if Path("/var/lib/cni").exists()
         else [],
         "log_links": sorted(str(p) for p in Path("/var/log/containers").iterdir())

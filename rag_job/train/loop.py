@@ -110,6 +110,35 @@ def _window_metrics(history: list[dict], latencies: list[float], since: int) -> 
     }
 
 
+#: How long a worker waits for Ray Train to register a reported checkpoint before training on.
+CHECKPOINT_COMMIT_TIMEOUT_S = 120.0
+
+
+def _wait_until_committed(step: int) -> None:
+    """Block until Ray Train's controller has registered the checkpoint just reported.
+
+    `ray.train.report` persists the files and returns; the controller registers the checkpoint
+    when it next polls the workers. A worker lost in between would be restarted from the
+    checkpoint before, repeating up to two checkpoint intervals of steps. Waiting here (one
+    controller round trip per checkpoint) keeps the promise that at most `checkpoint.every_steps`
+    steps are repeated. On a Ray Train without the call, or past the timeout, training goes on.
+    """
+    import ray.train
+
+    get_all = getattr(ray.train, "get_all_reported_checkpoints", None)
+    mode = getattr(getattr(ray.train, "CheckpointConsistencyMode", None), "COMMITTED", None)
+    if get_all is None or mode is None:
+        return
+    try:
+        get_all(consistency_mode=mode, timeout_s=CHECKPOINT_COMMIT_TIMEOUT_S)
+    except Exception as err:  # a slow controller must not fail training; say so and go on
+        logger.warning(
+            "checkpoint of step %d not confirmed by Ray Train within %.0f s (%s): a restart now may "
+            "resume from the checkpoint before it",
+            step, CHECKPOINT_COMMIT_TIMEOUT_S, err,
+        )  # fmt: skip
+
+
 def _quiet_ray_train_reports() -> None:
     """Ray Train logs every report's whole metrics dict at INFO on every rank; our progress line says it once."""
     try:
@@ -285,6 +314,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                     ray.train.report(
                         reported, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None
                     )
+                _wait_until_committed(state["step"])
             else:
                 ray.train.report(reported)
             if rank == 0:
