@@ -24,8 +24,26 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 DEFAULT_KUBERAY_CRDS = REPO.parent / "shared" / "kuberay" / "v1.7.0" / "crds"
 
 
+#: kube-scheduler's message for a pod that fits no node.
+NO_FIT = "0/4 nodes are available: 2 Insufficient memory, 2 node(s) had untolerated taint {nvidia.com/gpu: }."
+
+
+def scheduled_pod(group: str, scheduled: str | None, message: str = "") -> dict[str, Any]:
+    """A pod of `group` as the API returns it; scheduled None: the scheduler has not looked yet."""
+    from rag_operator.common import names
+
+    conditions = []
+    if scheduled is not None:
+        conditions.append({"type": "PodScheduled", "status": scheduled, "message": message})
+    return {
+        "metadata": {"labels": {names.LABEL_GROUP: group}},
+        "status": {"phase": "Pending" if scheduled != "True" else "Running", "conditions": conditions},
+    }
+
+
 def load_example(which: str) -> dict[str, Any]:
-    return yaml.safe_load(EXAMPLES[which].read_text())
+    """One of EXAMPLES by key, or "shared": the job that names RRC_EXAMPLE (it renders only with it)."""
+    return yaml.safe_load((SHARED_JOB_EXAMPLE if which == "shared" else EXAMPLES[which]).read_text())
 
 
 def strict(node: Any) -> Any:
@@ -167,10 +185,24 @@ class FakeCustomObjectsApi:
 
 
 class FakeCoreV1Api:
-    """Records events (CoreV1Event models, as the real client receives them)."""
+    """Records events (CoreV1Event models, as the real client receives them) and lists `pods`."""
 
     def __init__(self) -> None:
+        from kubernetes.client import ApiClient
+
         self.events: list[dict[str, Any]] = []
+        self.pods: list[dict[str, Any]] = []
+        self.api_client = ApiClient()
+
+    def list_namespaced_pod(self, namespace: str, label_selector: str) -> dict[str, Any]:
+        """Equality selectors only (`a=b,c=d`), as the controllers use."""
+        wanted = dict(term.split("=", 1) for term in label_selector.split(","))
+        return {
+            "items": [
+                p for p in self.pods
+                if all(p["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())
+            ]
+        }  # fmt: skip
 
     def create_namespaced_event(self, namespace: str, body: Any) -> Any:
         from kubernetes.client import ApiClient

@@ -61,6 +61,12 @@ def list_objects(memo: Any, resource: Resource, namespace: str) -> list[dict[str
     return memo.custom.list_namespaced_custom_object(group, version, namespace, plural).get("items") or []
 
 
+def list_pods(memo: Any, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    """The pods matching `label_selector`, as plain dicts (what kube-scheduler wrote on them)."""
+    listed = memo.core.list_namespaced_pod(namespace, label_selector=label_selector)
+    return memo.core.api_client.sanitize_for_serialization(listed).get("items") or []
+
+
 def create_object(memo: Any, resource: Resource, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
     """Create it; if an earlier run of the handler won the race (409), return that one.
 

@@ -3,7 +3,7 @@
 - create/resume/spec change: validate, create the owned RayJob once (after the referenced
   RagRetrievalCluster is Ready, for a shared job), apply `suspend`, refuse other changes;
 - RayJob events: mirror its status into ours;
-- a timer: the job's pods' scheduling (PodsScheduled).
+- a timer: the job's pods' scheduling (PodsScheduled), a shared job's pool pods included.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ..common.kube import (
     ensure_owned,
     get_object,
     list_objects,
+    list_pods,
     now,
     owned_by,
     patch_status,
@@ -35,7 +36,9 @@ from ..common.kube import (
     update_status,
 )
 from ..common.manifests import manifest_of, plain
+from ..common.pods import TRAINER_GROUP
 from ..common.reconcile import invalid_spec, valid_spec
+from ..common.scheduling import PODS_SCHEDULED, scheduling
 from ..retrievalcluster.spec import parse_rrc_spec
 from ..retrievalcluster.status import READY as CLUSTER_READY
 from ..retrievalcluster.status import is_ready
@@ -280,23 +283,24 @@ def report_scheduling(body: Any, memo: Any, **_: Any) -> None:
     """
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
-    listed = memo.core.list_namespaced_pod(namespace, label_selector=f"{names.LABEL_JOB}={name}")
-    pods = memo.core.api_client.sanitize_for_serialization(listed).get("items") or []
-    found = status.scheduling(pods, names.LABEL_GROUP)
+    pods = list_pods(memo, namespace, f"{names.LABEL_JOB}={name}")
+    shared = (body.get("spec") or {}).get("retrievalClusterRef")
+    if shared:  # its trainers are pods of the shared cluster's pool, which KubeRay's autoscaler adds
+        pool = f"{names.LABEL_RETRIEVAL_CLUSTER}={shared},{names.LABEL_GROUP}={TRAINER_GROUP}"
+        pods += list_pods(memo, namespace, pool)
+    found = scheduling(pods, names.LABEL_GROUP, names.LABEL_RETRIEVAL_CLUSTER)
     if found is None:
         return
     job = get_object(memo, RFJ, namespace, name)
     if job is None:
         return
     conditions = (job.get("status") or {}).get("conditions") or []
-    before = find_condition(conditions, status.PODS_SCHEDULED)
+    before = find_condition(conditions, PODS_SCHEDULED)
     wanted = ("True" if found.scheduled else "False", found.reason, found.message)
     if (before.get("status"), before.get("reason"), before.get("message")) == wanted:
         return
     stamp = now()
-    updated = set_condition(
-        conditions, status.PODS_SCHEDULED, found.scheduled, found.reason, found.message, stamp
-    )
+    updated = set_condition(conditions, PODS_SCHEDULED, found.scheduled, found.reason, found.message, stamp)
     body_patch = {
         "metadata": {"resourceVersion": job["metadata"]["resourceVersion"]},
         "status": {"conditions": updated},

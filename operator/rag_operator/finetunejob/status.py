@@ -1,17 +1,14 @@
-"""Pure mapping from a RayJob's status (and its pods' scheduling) to the RagFinetuneJob's status."""
+"""Pure mapping from a RayJob's status to the RagFinetuneJob's status."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from ..common.conditions import Event, find_condition, set_condition
+from ..common.conditions import Event, set_condition
 
 #: Condition types, one per phase plus the lifecycle ones the controller sets.
 RAYJOB_CREATED = "RayJobCreated"
 PHASE_CONDITIONS = ("Running", "Succeeded", "Failed", "Suspended")
-#: Condition saying whether the scheduler placed every pod of the job, and if not, why.
-PODS_SCHEDULED = "PodsScheduled"
 
 _TERMINAL_FAILED = {"FAILED", "STOPPED"}
 
@@ -74,45 +71,3 @@ def mirror(
     # Drop keys KubeRay has not set yet, so a patch never writes explicit nulls over our own fields.
     cleaned = {key: value for key, value in patch.items() if value is not None}
     return cleaned, events
-
-
-@dataclass(frozen=True)
-class Scheduling:
-    """The PodsScheduled condition, read from the job's pods."""
-
-    scheduled: bool
-    reason: str  # Scheduled | Unschedulable | WaitingForScheduler
-    message: str
-
-
-def scheduling(pods: list[dict[str, Any]], group_label: str) -> Scheduling | None:
-    """Whether the scheduler placed every pod; None when there are no pods yet.
-
-    Unschedulable pods (PodScheduled=False, which kube-scheduler sets with the reason per
-    node) are reported per group (`group_label`), with the scheduler's message, so a user sees
-    e.g. that the retrieval group's memory fits no node.
-    """
-    if not pods:
-        return None
-    unschedulable: dict[str, list[str]] = {}
-    waiting = 0
-    for pod in pods:
-        condition = find_condition((pod.get("status") or {}).get("conditions"), "PodScheduled")
-        if condition.get("status") == "True":
-            continue
-        if not condition.get("message"):
-            waiting += 1
-            continue
-        group = ((pod.get("metadata") or {}).get("labels") or {}).get(group_label, "?")
-        unschedulable.setdefault(group, []).append(condition["message"])
-    if unschedulable:
-        parts = []
-        for group, messages in sorted(unschedulable.items()):
-            count = f"{len(messages)} pod{'s' if len(messages) > 1 else ''}"
-            # Pods of one group fail for the same reason; show each distinct message once.
-            why = " | ".join(dict.fromkeys(messages))
-            parts.append(f"group {group}: {count} cannot be scheduled: {why}")
-        return Scheduling(False, "Unschedulable", "; ".join(parts))
-    if waiting:
-        return Scheduling(False, "WaitingForScheduler", f"{waiting} of {len(pods)} pods not scheduled yet")
-    return Scheduling(True, "Scheduled", f"all {len(pods)} pods scheduled")

@@ -30,6 +30,7 @@ from ..common.kube import (
     ensure_owned,
     get_object,
     list_objects,
+    list_pods,
     now,
     owned_by,
     patch_status,
@@ -37,6 +38,7 @@ from ..common.kube import (
 )
 from ..common.manifests import manifest_of, plain
 from ..common.reconcile import invalid_spec, valid_spec
+from ..common.scheduling import scheduling
 from . import actors, status
 from .render import cluster_for, render_cluster_network_policy
 from .spec import parse_rrc_spec
@@ -196,8 +198,13 @@ def refresh(
             summary = actors.summarize_actors(rows, name, shards, per_shard or 1)
         except actors.DashboardError as err:
             error = str(err)
+    placed = None
+    if read_actors:  # on polls: a pool pod the autoscaler added may fit no node
+        placed = scheduling(
+            list_pods(memo, namespace, f"{names.LABEL_RETRIEVAL_CLUSTER}={name}"), names.LABEL_GROUP
+        )
     stamp = now()
-    update, events = status.summarize(raycluster, service, summary, current, stamp, error)
+    update, events = status.summarize(raycluster, service, summary, current, stamp, error, placed)
     update["inUseBy"] = status.unfinished_referrers(list_objects(memo, RFJ, namespace), name)
     if any(current.get(key) != value for key, value in update.items()):
         body = {"metadata": {"resourceVersion": rrc["metadata"].get("resourceVersion")}, "status": update}

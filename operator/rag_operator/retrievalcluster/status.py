@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from ..common.conditions import Event, condition_status, set_condition
+from ..common.conditions import Event, condition_status, find_condition, set_condition
+from ..common.scheduling import PODS_SCHEDULED, Scheduling
 from .actors import ActorSummary
 
 READY = "Ready"
@@ -53,8 +54,12 @@ def summarize(
     current: dict[str, Any] | None,
     now: str,
     actors_error: str | None = None,
+    pods_scheduling: Scheduling | None = None,
 ) -> tuple[dict[str, Any], list[Event]]:
-    """The status patch and the events (Ready flips) for one RagRetrievalCluster."""
+    """The status patch and the events (Ready flips, pods that fit no node) for one cluster.
+
+    `pods_scheduling` (read on polls only) sets PodsScheduled; None keeps the last reading.
+    """
     current = current or {}
     cluster_status = (raycluster or {}).get("status") or {}
     service_status = (service or {}).get("status") or {}
@@ -121,11 +126,19 @@ def summarize(
         ready, reason = True, "ActorsLoaded"
         message = f"all {expected} actors ALIVE ({shards} shards loaded)"
     conditions = set_condition(current.get("conditions"), READY, ready, reason, message, now)
-    patch["conditions"] = conditions
     events = []
     was_ready = condition_status(current.get("conditions"), READY) == "True"
     if ready != was_ready:
         events.append(Event("Normal" if ready else "Warning", reason, message))
+    if pods_scheduling is not None:
+        found = pods_scheduling
+        before = find_condition(current.get("conditions"), PODS_SCHEDULED).get("reason")
+        conditions = set_condition(
+            conditions, PODS_SCHEDULED, found.scheduled, found.reason, found.message, now
+        )
+        if found.reason == "Unschedulable" and before != "Unschedulable":
+            events.append(Event("Warning", found.reason, found.message))
+    patch["conditions"] = conditions
     return {key: value for key, value in patch.items() if value is not None}, events
 
 

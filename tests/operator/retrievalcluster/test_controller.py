@@ -17,7 +17,8 @@ from rag_job.config import actor_name
 from rag_operator.common import names
 from rag_operator.finetunejob import controller
 from rag_operator.retrievalcluster import controller as rrc_controller
-from tests.operator.testlib import RRC_EXAMPLE, SHARED_JOB_EXAMPLE, FakeMemo, merge_patch
+from tests.operator.testlib import NO_FIT, RRC_EXAMPLE, SHARED_JOB_EXAMPLE, FakeMemo, merge_patch
+from tests.operator.testlib import scheduled_pod as pod
 
 from .test_actors import FakeDashboard, row
 
@@ -321,3 +322,27 @@ def test_a_failed_service_says_how_to_restart_it_and_a_deleted_one_is_created_ag
     (owner,) = service["metadata"]["ownerReferences"]
     assert owner["uid"] == body["metadata"]["uid"]
     assert memo.core.reasons().count("ServiceCreated") == 2
+
+
+def test_a_pool_pod_that_fits_no_node_is_reported_once_and_cleared_when_placed(memo: FakeMemo) -> None:
+    """The autoscaler adds trainer-pool pods for jobs; one that fits no node shows on the cluster
+    (PodsScheduled=False naming the group, one Warning), read on polls only."""
+    run(rrc_controller.reconcile_cluster, memo, names.RRC_PLURAL, submit_cluster(memo))
+    make_ready(memo)
+    pending = pod("trainer", "False", NO_FIT)
+    memo.core.pods += [pod("retrieval", "True"), pending]
+    for member in memo.core.pods:
+        member["metadata"]["labels"][names.LABEL_RETRIEVAL_CLUSTER] = "wiki-dpr"
+    rrc_controller.refresh(memo, NS, "wiki-dpr")  # an event, not a poll: pods are not read
+    types = [c["type"] for c in get(memo, names.RRC_PLURAL, "wiki-dpr")["status"]["conditions"]]
+    assert "PodsScheduled" not in types
+    for _ in range(2):
+        rrc_controller.refresh(memo, NS, "wiki-dpr", read_actors=True)
+    placed = condition(get(memo, names.RRC_PLURAL, "wiki-dpr"), "PodsScheduled")
+    assert (placed["status"], placed["reason"]) == ("False", "Unschedulable")
+    assert placed["message"] == f"group trainer: 1 pod cannot be scheduled: {NO_FIT}"
+    assert memo.core.reasons().count("Unschedulable") == 1
+    pending["status"]["conditions"][0].update(status="True", message="")
+    rrc_controller.refresh(memo, NS, "wiki-dpr", read_actors=True)
+    placed = condition(get(memo, names.RRC_PLURAL, "wiki-dpr"), "PodsScheduled")
+    assert (placed["status"], placed["reason"]) == ("True", "Scheduled")
