@@ -67,7 +67,6 @@ def make_tiny_models(
         Path,
         typer.Option(
             "--knowledge-base",
-            "--kb",
             help="Knowledge-base file (CSV, TSV or JSONL) to train the tokenizers on.",
         ),
     ],
@@ -112,9 +111,7 @@ def make_tiny_models(
 def build_index(
     knowledge_base: Annotated[
         Path,
-        typer.Option(
-            "--knowledge-base", "--kb", help="Knowledge base: CSV/TSV with title,text columns, or JSONL."
-        ),
+        typer.Option("--knowledge-base", help="Knowledge base: CSV/TSV with title,text columns, or JSONL."),
     ],
     ctx_encoder: Annotated[
         str, typer.Option(help="DPR context encoder: local dir, mounted path or hub name.")
@@ -173,7 +170,7 @@ def build_index(
 @app.command("verify-kb")
 def verify_kb(
     knowledge_base: Annotated[
-        Path, typer.Option("--knowledge-base", "--kb", help="Knowledge-base directory (build-index --out).")
+        Path, typer.Option("--knowledge-base", help="Knowledge-base directory (build-index --out).")
     ],
     full: Annotated[
         bool, typer.Option(help="Hash every byte (SHA-256) instead of sizes and fingerprints.")

@@ -85,9 +85,17 @@ def crd(
         return
     for filename, kind in CRD_FILES.items():
         path = out / filename
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(crd_yaml(kind))
+        _write(path, crd_yaml(kind))
         typer.echo(f"wrote {path}")
+
+
+def _write(path: Path, text: str) -> None:
+    """Write an output file, or fail with the OS's reason and the path (exit 1), never a traceback."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as err:
+        _fail(f"cannot write {path}: {err.strerror or err}")
 
 
 @app.command()
@@ -101,8 +109,7 @@ def docs(
     if out is None:
         sys.stdout.write(text)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    _write(out, text)
     typer.echo(f"wrote {out}")
 
 

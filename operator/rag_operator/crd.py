@@ -1,4 +1,4 @@
-"""The RagFinetuneJob CustomResourceDefinition, generated from the pydantic models.
+"""The CustomResourceDefinitions (RagFinetuneJob, RagRetrievalCluster), generated from the pydantic models.
 
 The API server needs a *structural* schema: every node typed, no `$ref`, no type-bearing
 `anyOf`. pydantic's JSON Schema is turned into one here, keeping what rejects bad input at

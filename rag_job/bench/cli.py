@@ -39,17 +39,22 @@ def _int_list(option: str, text: str) -> tuple[int, ...]:
     return values
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 1) -> None:
+    """Exit with the message: 1 for what went wrong while running, 2 for a bad option (usage)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+    raise typer.Exit(code=code)
 
 
 def _run_and_print(
     config: Any, run: Callable[[Any], dict], markdown: Callable[[dict], str], out: Path, *written: str
 ) -> None:
-    """Validate and run one benchmark, print its tables; a bad option or input exits 2 naming it."""
+    """Validate and run one benchmark, print its tables; a bad option exits 2 and a failed run
+    (a missing or corrupt knowledge base, say) exits 1, each with the message."""
     try:
         config.validate()
+    except ValueError as err:
+        _fail(str(err), code=2)
+    try:
         result = run(config)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
@@ -72,7 +77,6 @@ def retrieval(
         Path | None,
         typer.Option(
             "--knowledge-base",
-            "--kb",
             help="Benchmark a real knowledge base directory instead of synthetic vectors.",
         ),
     ] = None,
@@ -80,9 +84,7 @@ def retrieval(
     replicas: Annotated[str | None, typer.Option(help="Ray replica counts R (default 1,2,4).")] = None,
     batch_size: Annotated[
         int,
-        typer.Option(
-            "--batch-size", "--batch", help="Queries per retrieval call B (per-GPU batch in the blog: 8)."
-        ),
+        typer.Option("--batch-size", help="Queries per retrieval call B (per-GPU batch in the blog: 8)."),
     ] = 8,
     k: Annotated[int, typer.Option(help="Documents per query.")] = 5,
     calls: Annotated[int | None, typer.Option(help="Timed calls per trainer (default 30).")] = None,

@@ -27,3 +27,11 @@ def test_bad_bench_option_is_rejected_naming_it(args, named, tmp_path):
     assert result.exit_code == 2
     assert named in result.output
     assert not (tmp_path / "retrieval.json").exists()
+
+
+def test_a_missing_knowledge_base_is_a_failed_run_exit_1_naming_the_path(tmp_path):
+    """Exit 2 is for usage; input that fails at run time exits 1, as `verify-kb` does."""
+    missing = tmp_path / "no-kb"
+    result = CliRunner().invoke(app, ["retrieval", "--knowledge-base", str(missing), "--out", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert str(missing) in result.output and "build-index" in result.output

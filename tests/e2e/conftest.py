@@ -56,17 +56,6 @@ class Kube:
     def json(self, *args: str) -> dict[str, Any]:
         return json.loads(self.run(*args, "-o", "json").stdout)
 
-    def wait_until(self, what: str, probe: Any, timeout_s: float, every_s: float = 5.0) -> Any:
-        """Poll `probe()` until it returns something truthy; fail naming `what` on timeout."""
-        deadline = time.monotonic() + timeout_s
-        last = None
-        while time.monotonic() < deadline:
-            last = probe()
-            if last:
-                return last
-            time.sleep(every_s)
-        raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
-
 
 @pytest.fixture(scope="session")
 def kube() -> Kube:

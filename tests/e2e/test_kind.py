@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ..polling import eventually
 from .conftest import REPO_ROOT, Kube
 
 pytestmark = pytest.mark.e2e
@@ -66,7 +67,7 @@ def finished_job(kube: Kube) -> dict[str, Any]:
         return obj if phase == "Succeeded" else None
 
     try:
-        return kube.wait_until(f"RagFinetuneJob {name} to succeed", succeeded, SUCCEED_TIMEOUT_S, every_s=10)
+        return eventually(succeeded, SUCCEED_TIMEOUT_S, f"RagFinetuneJob {name} succeeding", interval=10)
     except AssertionError as err:
         raise AssertionError(f"{err}\n{diagnostics(kube, name, ns)}") from None
 
@@ -144,5 +145,5 @@ def test_deleting_the_job_removes_its_rayjob_and_pods(kube: Kube, finished_job: 
         submitter = kube.json("-n", ns, "get", "pods", "-l", f"batch.kubernetes.io/job-name={name}")["items"]
         return not ray_pods and not submitter
 
-    kube.wait_until(f"RayJob {name} to be garbage-collected", rayjob_gone, 300)
-    kube.wait_until(f"the pods of {cluster} to be gone", pods_gone, 300)
+    eventually(rayjob_gone, 300, f"RayJob {name} garbage-collected", interval=5)
+    eventually(pods_gone, 300, f"the pods of {cluster} gone", interval=5)

@@ -51,6 +51,20 @@ def test_cli_crd_writes_the_file_into_out(tmp_path) -> None:
     assert (tmp_path / names.CRD_FILENAME).read_text() == crd_module.crd_yaml()
 
 
+@pytest.mark.parametrize("command", ["crd", "docs"])
+def test_cli_names_an_output_it_cannot_write_with_exit_1_and_no_traceback(tmp_path, command: str) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "rag_operator", command, "--out", str(blocker / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"cannot write {blocker / 'out'}" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_crd_names_subresource_and_printer_columns() -> None:
     crd = yaml.safe_load(crd_module.crd_yaml())
     spec = crd["spec"]
