@@ -38,7 +38,7 @@ lint: install ## ruff
 	$(VENV)/bin/ruff format --check .
 
 .PHONY: demo
-demo: install ## fine-tune the tiny RAG model on the shipped knowledge base on a local multi-node Ray cluster
+demo: install ## fine-tune a tiny RAG model with and without retrieval on a generated knowledge base (local Ray cluster)
 	$(PY) -m rag_job demo --out out/demo
 
 .PHONY: clean

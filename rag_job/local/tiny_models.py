@@ -23,6 +23,9 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 BART_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+#: How RAG joins a retrieved passage and the question for the generator (RagConfig title_sep,
+#: doc_sep): "title / text // question". The reader warm-up feeds the generator the same layout.
+TITLE_SEP, DOC_SEP = " / ", " // "
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -92,7 +95,9 @@ def build_tiny_tokenizers(corpus: list[str], sizes: TinySizes = TinySizes()):
     question_tokenizer = DPRQuestionEncoderTokenizerFast(vocab=wordpiece_vocab, do_lower_case=True)
     ctx_tokenizer = DPRContextEncoderTokenizerFast(vocab=wordpiece_vocab, do_lower_case=True)
     bpe_vocab, merges = _train_byte_level_bpe(corpus, sizes.generator_vocab)
-    generator_tokenizer = BartTokenizerFast(vocab=bpe_vocab, merges=merges)
+    # A prefix space makes an answer tokenize as it does inside a passage ("ĠLuri", not "Luri"):
+    # copying a span from what the generator reads is then copying token ids.
+    generator_tokenizer = BartTokenizerFast(vocab=bpe_vocab, merges=merges, add_prefix_space=True)
     for tokenizer in (question_tokenizer, ctx_tokenizer, generator_tokenizer):
         tokenizer.model_max_length = sizes.max_positions
     return question_tokenizer, ctx_tokenizer, generator_tokenizer
@@ -159,6 +164,84 @@ def warm_up_dpr(
     return float(loss.detach())
 
 
+@dataclass(frozen=True)
+class ReadingPair:
+    """What the generator reads (a passage and a query, joined as RAG joins them) and the span to answer."""
+
+    source: str
+    target: str
+
+
+def reading_pairs_for(passages) -> list[ReadingPair]:
+    """Cloze questions answered from the passage: each sentence with one name masked.
+
+    A real RAG generator starts from a pretrained BART that can already copy from its input; a
+    tiny random one cannot, and would spend most of a short fine-tuning learning to. This is
+    the stand-in for that pretraining: the passage, then one of its own sentences with a
+    capitalised word (not the title) replaced by <mask>, answered by that word. It teaches
+    reading, not facts: callers pass only passages the fine-tuning questions may see.
+    """
+    import re
+
+    pairs = []
+    for passage in passages:
+        for sentence in re.findall(r"[^.!?]+[.!?]", passage.text):
+            words = sentence.split()
+            for position, word in enumerate(words):
+                name = word.strip(".,;:!?\"'()")
+                if position == 0 or not name[:1].isupper() or name == passage.title:
+                    continue
+                masked = " ".join([*words[:position], word.replace(name, "<mask>"), *words[position + 1 :]])
+                source = f"{passage.title}{TITLE_SEP}{passage.text}{DOC_SEP}{masked}".replace("  ", " ")
+                pairs.append(ReadingPair(source, name))
+    return pairs
+
+
+def warm_up_reader(
+    generator, tokenizer, pairs: list[ReadingPair], max_steps: int = 2000, batch_size: int = 32, seed: int = 0,
+    max_length: int = 128, target_loss: float = 0.15,
+) -> tuple[float, int]:  # fmt: skip
+    """Train the generator on `pairs` (see `reading_pairs_for`) until it reads; returns the
+    final mean loss and the steps taken.
+
+    Copying from the input is learnt suddenly (the loss sits near 1.5, then drops within a
+    few hundred steps) and when depends on the initial weights, so the warm-up runs until the
+    mean loss of the last 50 steps is below `target_loss`, at most `max_steps` steps.
+    """
+    import torch
+
+    rng = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(generator.parameters(), lr=2e-3)
+    # Tokenized once: at these sizes tokenizing every batch would cost a third of each step.
+    sources = tokenizer([p.source for p in pairs], truncation=True, max_length=max_length)["input_ids"]
+    targets = tokenizer([p.target for p in pairs])["input_ids"]
+
+    def padded(rows: list[list[int]], fill: int) -> torch.Tensor:
+        width = max(len(row) for row in rows)
+        return torch.tensor([row + [fill] * (width - len(row)) for row in rows])
+
+    generator.train()
+    recent: list[float] = []
+    step = 0
+    for step in range(1, max_steps + 1):
+        chosen = torch.randperm(len(pairs), generator=rng)[:batch_size].tolist()
+        input_ids = padded([sources[i] for i in chosen], tokenizer.pad_token_id)
+        inputs = {"input_ids": input_ids, "attention_mask": (input_ids != tokenizer.pad_token_id).long()}
+        labels = padded([targets[i] for i in chosen], -100)
+        loss = generator(**inputs, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(generator.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        recent = [*recent[-49:], float(loss.detach())]
+        if step % 100 == 0:
+            logger.info("reader warm-up: step %d, loss %.3f", step, sum(recent) / len(recent))
+        if len(recent) == 50 and sum(recent) / 50 < target_loss:
+            break
+    generator.eval()
+    return (sum(recent) / len(recent) if recent else float("nan")), step
+
+
 def build_tiny_models(
     corpus: Iterable[str],
     out_dir: str | Path,
@@ -167,10 +250,13 @@ def build_tiny_models(
     seed: int = 0,
     retrieval_pairs: list[RetrievalPair] | None = None,
     dpr_steps: int = 400,
+    reading_pairs: list[ReadingPair] | None = None,
+    reader_steps: int = 2000,
 ) -> TinyModelPaths:
     """Build and save a tiny RAG checkpoint plus its DPR context encoder.
 
-    With `retrieval_pairs`, the DPR towers get a short warm-up (see `warm_up_dpr`).
+    With `retrieval_pairs`, the DPR towers get a short warm-up (see `warm_up_dpr`); with
+    `reading_pairs`, the generator learns to copy from what it reads (see `reading_pairs_for`).
     """
     import torch
     from transformers import (
@@ -249,6 +335,14 @@ def build_tiny_models(
         forced_eos_token_id=generator_tokenizer.eos_token_id,
     )
     generator = BartForConditionalGeneration(bart_config)
+    if reading_pairs:
+        loss, steps = warm_up_reader(
+            generator, generator_tokenizer, reading_pairs, reader_steps, seed=seed,
+            max_length=sizes.max_combined_length,
+        )  # fmt: skip
+        logger.info(
+            "reader warm-up on %d cloze pairs: loss %.3f after %d steps", len(reading_pairs), loss, steps
+        )
 
     rag_config = RagConfig.from_question_encoder_generator_configs(
         dpr_config,
@@ -257,8 +351,8 @@ def build_tiny_models(
         max_combined_length=sizes.max_combined_length,
         retrieval_vector_size=sizes.hidden,
         index_name="custom",
-        title_sep=" / ",
-        doc_sep=" // ",
+        title_sep=TITLE_SEP,
+        doc_sep=DOC_SEP,
     )
     model_class = RagTokenForGeneration if model_type == "rag_token" else RagSequenceForGeneration
     model = model_class(config=rag_config, question_encoder=question_encoder, generator=generator)
