@@ -42,7 +42,7 @@ def check_name(
     name: str, limit: int = MAX_RAYJOB_NAME_LENGTH, why: str = "the RayJob and its RayCluster"
 ) -> Problems:
     """A problem for `metadata.name` unless it is a DNS-1035 label of at most `limit` characters."""
-    if len(name) <= limit and re.match(_DNS1035, name):
+    if len(name) <= limit and re.fullmatch(_DNS1035, name):
         return []
     return [
         (

@@ -113,3 +113,17 @@ GOOD = [
 def test_valid_kubernetes_values_render(path, value) -> None:
     rayjob, _ = rayjob_for(_with(path, value), no_kb_metadata)
     assert rayjob["kind"] == "RayJob"
+
+
+@pytest.mark.parametrize("name", ["abc\n", "abc\ndef", "Abc", "1abc", "abc-", "a" * 64])
+def test_a_resource_name_that_is_no_dns1035_label_is_refused_even_with_a_trailing_newline(name: str) -> None:
+    from rag_operator.common.sizing import check_name
+
+    ((field, message),) = check_name(name, limit=63)
+    assert field == "metadata.name" and "DNS-1035" in message
+
+
+def test_a_dns1035_label_passes_the_name_check() -> None:
+    from rag_operator.common.sizing import check_name
+
+    assert check_name("rag-nq-lr3e5", limit=63) == []
