@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rag_operator.common.errors import SpecError
-from rag_operator.common.sizing import no_kb_metadata
+from rag_operator.common.sizing import check_name, no_kb_metadata
 from rag_operator.finetunejob.render import rayjob_for
 from tests.operator.testlib import load_example
 
@@ -117,13 +117,9 @@ def test_valid_kubernetes_values_render(path, value) -> None:
 
 @pytest.mark.parametrize("name", ["abc\n", "abc\ndef", "Abc", "1abc", "abc-", "a" * 64])
 def test_a_resource_name_that_is_no_dns1035_label_is_refused_even_with_a_trailing_newline(name: str) -> None:
-    from rag_operator.common.sizing import check_name
-
     ((field, message),) = check_name(name, limit=63)
     assert field == "metadata.name" and "DNS-1035" in message
 
 
 def test_a_dns1035_label_passes_the_name_check() -> None:
-    from rag_operator.common.sizing import check_name
-
     assert check_name("rag-nq-lr3e5", limit=63) == []
