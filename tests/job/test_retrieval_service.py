@@ -60,8 +60,8 @@ def test_two_jobs_share_one_service_that_loads_the_index_once_and_survives_a_kil
             n: pid for n, pid in loaded.items() if n != victim_name
         }
         assert health_report(service)["ready"]
-        # Connecting to a warm service costs far less than loading the index did.
-        assert second.retrieval_startup_s < 5
+        # How much less a warm start costs is a figure of `bench startup`, not a timed assert here:
+        # the second job waits for the killed actor's reload, however slow a busy machine makes it.
     finally:
         for _, handle in service.actors():
             ray.kill(handle, no_restart=True)

@@ -65,8 +65,12 @@ def test_a_job_on_the_shared_retrieval_cluster_uses_its_loaded_actors(
     ready_s = time.monotonic() - started
     api = real_cluster.plane.api()
     service = f"{cluster}-head-svc"
-    loaded = retrieval_actors(api, namespace, service)
-    assert len(loaded) == expected_actors, loaded
+
+    def all_alive() -> dict[str, int] | None:  # Ready is read on the operator's last poll
+        alive = retrieval_actors(api, namespace, service)
+        return alive if len(alive) == expected_actors else None
+
+    loaded = eventually(all_alive, timeout=120, what=f"{expected_actors} retrieval actors ALIVE", interval=2)
 
     started = time.monotonic()
     done = node_kubectl("-n", namespace, "apply", "-f", str(JOB_EXAMPLE))
