@@ -37,12 +37,18 @@ class RetrievalUnavailableError(RuntimeError):
     """No replica of a shard answered within the retry budget."""
 
 
+#: How long an actor's reported backlog counts in routing (other clients' calls come and go in
+#: milliseconds; older reports say little).
+BACKLOG_FRESH_S = 0.2
+
+
 @dataclass
 class _ReplicaState:
     handle: ray.actor.ActorHandle
     name: str
     in_flight: int = 0
     reported_backlog: int = 0
+    reported_at: float = 0.0
     calls: int = 0
     failures: int = 0
     suspect_until: float = 0.0
@@ -148,14 +154,19 @@ class RetrievalPool:
         with self._lock:
             candidates = [i for i in range(len(self._replicas[shard])) if i not in exclude]
             healthy = [i for i in candidates if self._replicas[shard][i].suspect_until <= now] or candidates
-            loads = {
-                i: self._replicas[shard][i].in_flight + self._replicas[shard][i].reported_backlog
-                for i in healthy
-            }
+            loads = {i: self._load(self._replicas[shard][i], now) for i in healthy}
             best = min(loads.values())
             choice = random.choice([i for i, load in loads.items() if load == best])
             self._replicas[shard][choice].in_flight += 1
             return choice
+
+    @staticmethod
+    def _load(state: _ReplicaState, now: float) -> int:
+        """Calls this client has in flight there, plus the other clients' backlog the actor
+        reported, while that report is fresh. A stale report would make a replica look busy
+        for good: it is never picked again, so it never reports anew."""
+        fresh = now - state.reported_at <= BACKLOG_FRESH_S
+        return state.in_flight + (state.reported_backlog if fresh else 0)
 
     def _finish(self, shard: int, replica: int, elapsed_ms: float, backlog: int | None) -> None:
         with self._lock:
@@ -167,6 +178,7 @@ class RetrievalPool:
             else:
                 state.calls += 1
                 state.reported_backlog = backlog
+                state.reported_at = time.monotonic()
                 state.suspect_until = 0.0
                 state.latencies_ms.append(elapsed_ms)
 
