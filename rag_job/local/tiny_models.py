@@ -242,6 +242,32 @@ def warm_up_reader(
     return (sum(recent) / len(recent) if recent else float("nan")), step
 
 
+def tiny_bart_config(tokenizer, sizes: TinySizes = TinySizes()):
+    """The tiny generator's BartConfig for `tokenizer` (the byte-level BPE of build_tiny_tokenizers)."""
+    from transformers import BartConfig
+
+    return BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=sizes.hidden,
+        encoder_layers=sizes.layers,
+        decoder_layers=sizes.layers,
+        encoder_attention_heads=sizes.heads,
+        decoder_attention_heads=sizes.heads,
+        encoder_ffn_dim=sizes.ffn,
+        decoder_ffn_dim=sizes.ffn,
+        max_position_embeddings=max(sizes.max_positions, sizes.max_combined_length + 2),
+        dropout=sizes.dropout,
+        init_std=sizes.init_std,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        # Targets are tokenized as "<s> answer </s>" and teacher-forced from "<s>", so
+        # generation starts from "<s>" too (no forced BOS after a leading "</s>").
+        decoder_start_token_id=tokenizer.bos_token_id,
+        forced_eos_token_id=tokenizer.eos_token_id,
+    )
+
+
 def build_tiny_models(
     corpus: Iterable[str],
     out_dir: str | Path,
@@ -260,7 +286,6 @@ def build_tiny_models(
     """
     import torch
     from transformers import (
-        BartConfig,
         BartForConditionalGeneration,
         DPRConfig,
         DPRContextEncoder,
@@ -314,26 +339,7 @@ def build_tiny_models(
             dpr_steps,
         )
 
-    bart_config = BartConfig(
-        vocab_size=len(generator_tokenizer),
-        d_model=sizes.hidden,
-        encoder_layers=sizes.layers,
-        decoder_layers=sizes.layers,
-        encoder_attention_heads=sizes.heads,
-        decoder_attention_heads=sizes.heads,
-        encoder_ffn_dim=sizes.ffn,
-        decoder_ffn_dim=sizes.ffn,
-        max_position_embeddings=max(sizes.max_positions, sizes.max_combined_length + 2),
-        dropout=sizes.dropout,
-        init_std=sizes.init_std,
-        pad_token_id=generator_tokenizer.pad_token_id,
-        bos_token_id=generator_tokenizer.bos_token_id,
-        eos_token_id=generator_tokenizer.eos_token_id,
-        # Targets are tokenized as "<s> answer </s>" and teacher-forced from "<s>", so
-        # generation starts from "<s>" too (no forced BOS after a leading "</s>").
-        decoder_start_token_id=generator_tokenizer.bos_token_id,
-        forced_eos_token_id=generator_tokenizer.eos_token_id,
-    )
+    bart_config = tiny_bart_config(generator_tokenizer, sizes)
     generator = BartForConditionalGeneration(bart_config)
     if reading_pairs:
         loss, steps = warm_up_reader(

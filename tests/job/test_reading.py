@@ -19,6 +19,7 @@ from rag_job.local.tiny_models import (
     TinySizes,
     build_tiny_tokenizers,
     reading_pairs_for,
+    tiny_bart_config,
     warm_up_reader,
 )
 from rag_job.train.metrics import normalize_answer
@@ -65,7 +66,7 @@ def test_a_generator_trained_with_gold_passages_answers_heldout_questions_one_wi
     masked, as the demo's reader warm-up); one reads them beside their own passage, the other
     beside a random one. Scored on entities neither trained on, beside their own passages."""
     import torch
-    from transformers import BartConfig, BartForConditionalGeneration
+    from transformers import BartForConditionalGeneration
 
     kb = generate_entity_kb(entities=1500, seed=1)
     passages = [Passage(source_id=p["id"], title=p["title"], text=p["text"]) for p in kb.passages]
@@ -85,15 +86,7 @@ def test_a_generator_trained_with_gold_passages_answers_heldout_questions_one_wi
 
     def fresh_generator() -> BartForConditionalGeneration:
         torch.manual_seed(0)
-        config = BartConfig(
-            vocab_size=len(tokenizer), d_model=sizes.hidden, encoder_layers=sizes.layers,
-            decoder_layers=sizes.layers, encoder_attention_heads=sizes.heads, decoder_attention_heads=sizes.heads,
-            encoder_ffn_dim=sizes.ffn, decoder_ffn_dim=sizes.ffn, max_position_embeddings=sizes.max_positions,
-            dropout=0.0, init_std=sizes.init_std, pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            decoder_start_token_id=tokenizer.bos_token_id, forced_eos_token_id=tokenizer.eos_token_id,
-        )  # fmt: skip
-        return BartForConditionalGeneration(config)
+        return BartForConditionalGeneration(tiny_bart_config(tokenizer, sizes))
 
     reader = fresh_generator()
     _, steps = warm_up_reader(reader, tokenizer, gold, max_steps=2000, target_loss=0.1)
