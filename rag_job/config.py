@@ -73,8 +73,9 @@ class ModelConfig(_Strict):
     """Which RAG checkpoint to fine-tune."""
 
     path: str = Field(
-        description="RAG checkpoint: a local directory, a path on a mounted volume, or a hub name "
-        "(e.g. facebook/rag-token-base). Loaded with from_pretrained."
+        description="RAG checkpoint: a local directory, a path on a mounted volume, an object-store URI "
+        "(s3://, gs://, ...: copied once to each node) or a hub name (e.g. facebook/rag-token-base). "
+        "Loaded with from_pretrained."
     )
     type: Literal["rag_token", "rag_sequence"] = Field(
         default="rag_token", description="RAG marginalisation: per token or per sequence."
@@ -85,8 +86,9 @@ class RetrievalConfig(_Strict):
     """Where the knowledge base lives and how trainers reach it."""
 
     knowledge_base: str = Field(
-        description="Directory written by `python -m rag_job build-index`: passages dataset, "
-        "FAISS index file(s) and kb.json."
+        description="Directory written by `python -m rag_job build-index` (passages dataset, "
+        "FAISS index file(s) and kb.json), local or an object-store URI: each retrieval actor copies "
+        "kb.json, the passages and its own shard once."
     )
     passages_path: str | None = Field(
         default=None, description="Override: the passages dataset directory (datasets save_to_disk)."
@@ -122,7 +124,7 @@ class DataConfig(_Strict):
 
     train_path: str = Field(
         description="A directory with train.source/train.target line files, or a JSONL file of "
-        "{question, answers[, gold_ids]}."
+        "{question, answers[, gold_ids]}; local or an object-store URI."
     )
     eval_path: str | None = Field(
         default=None, description="Same formats as train_path (a directory uses val.source/val.target)."
@@ -214,7 +216,12 @@ class JobConfig(_Strict):
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    output_dir: str = Field(default="out/run", description="Final model, metrics.json and plots go here.")
+    output_dir: str = Field(
+        default="out/run",
+        description="Final model, metrics.json and plots go here: a local or mounted path, or an "
+        "object-store URI (written locally, uploaded at the end). On Kubernetes it defaults to "
+        "outputs/<job> under spec.storage.",
+    )
 
     @classmethod
     def from_file(cls, path: str | Path) -> JobConfig:

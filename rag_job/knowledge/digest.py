@@ -103,7 +103,7 @@ def passages_digests(kb_dir: str | Path) -> list[FileDigest]:
 class Verification:
     """What `verify_files` found: problems (the files cannot be used) and warnings (unchecked)."""
 
-    kb_dir: Path
+    kb_dir: Path | str
     level: Level
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -143,6 +143,10 @@ def verify_files(
     """
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+    from rag_job.storage import is_uri
+
+    if is_uri(kb_dir):
+        return _verify_remote_sizes(str(kb_dir), meta, shards, passages)
     kb_dir = Path(kb_dir)
     result = Verification(kb_dir=kb_dir, level=level)
     selected = [meta.shards[s] for s in (range(len(meta.shards)) if shards is None else shards)]
@@ -175,6 +179,40 @@ def verify_files(
             "detected. Rebuild it to add them: `python -m rag_job build-index --knowledge-base FILE "
             f"--ctx-encoder {encoder} --out {kb_dir}`"
         )
+    return result
+
+
+def _verify_remote_sizes(
+    kb_uri: str, meta: KnowledgeBaseMeta, shards: Iterable[int] | None, passages: bool
+) -> Verification:
+    """A knowledge base on an object store: every file kb.json lists is there with its size.
+
+    Contents are not read here (that would download the index); each retrieval actor and
+    trainer checks the fingerprints of the files it fetched before it uses them.
+    """
+    from rag_job.storage import file_sizes
+
+    result = Verification(kb_dir=kb_uri, level="size")
+    sizes = file_sizes(kb_uri)
+    expected = {
+        meta.shards[s].file: meta.shards[s].bytes
+        for s in (range(len(meta.shards)) if shards is None else shards)
+    }
+    if passages:
+        expected.update({d.file: d.bytes for d in meta.passages_files or []})
+        if meta.passages_files is None and not any(name.startswith(f"{PASSAGES_DIR}/") for name in sizes):
+            result.problems.append(f"passages dataset {kb_uri}/{PASSAGES_DIR} is missing")
+    for name, size in expected.items():
+        result.files_checked += 1
+        if name not in sizes:
+            result.problems.append(f"{kb_uri}/{name} is missing (kb.json lists it with {size} bytes)")
+        elif sizes[name] != size:
+            result.problems.append(
+                f"{kb_uri}/{name} is {sizes[name]} bytes, kb.json recorded {size}: replaced or truncated"
+            )
+    result.warnings.append(
+        f"{kb_uri} is on an object store: file sizes checked here, contents when each node fetches its files"
+    )
     return result
 
 

@@ -88,18 +88,9 @@ def load_meta(kb_dir: str | Path) -> KnowledgeBaseMeta:
     This reads metadata only (the operator sizes pods from kb.json alone, without the index
     files); `rag_job.knowledge.digest.verify_files` checks the files against it.
     """
-    kb_dir = Path(kb_dir)
-    meta_path = kb_dir / KB_META_FILE
-    if not kb_dir.is_dir():
-        raise KnowledgeBaseLayoutError(
-            f"knowledge base directory {kb_dir} does not exist; build it with `python -m rag_job build-index`"
-        )
-    if not meta_path.is_file():
-        raise KnowledgeBaseLayoutError(
-            f"{meta_path} is missing: {kb_dir} was not written by `python -m rag_job build-index`"
-        )
+    meta_path, text = _read_meta_text(kb_dir)
     try:
-        meta = KnowledgeBaseMeta.model_validate_json(meta_path.read_text())
+        meta = KnowledgeBaseMeta.model_validate_json(text)
     except (ValidationError, ValueError) as err:
         raise KnowledgeBaseLayoutError(f"{meta_path} is corrupt: {err}") from err
     if meta.format_version > KB_FORMAT_VERSION:
@@ -117,6 +108,45 @@ def load_meta(kb_dir: str | Path) -> KnowledgeBaseMeta:
             f"{meta_path} is corrupt: shards cover {covered} passages, num_passages is {meta.num_passages}"
         )
     return meta
+
+
+def _read_meta_text(kb_dir: str | Path) -> tuple[str, str]:
+    """(kb.json's path, its text) for a local directory or an object-store URI."""
+    from rag_job.storage import is_uri, join, read_text
+
+    if is_uri(kb_dir):
+        meta_path = join(str(kb_dir), KB_META_FILE)
+        try:
+            return meta_path, read_text(meta_path)
+        except FileNotFoundError as err:
+            raise KnowledgeBaseLayoutError(
+                f"{meta_path} does not exist: {kb_dir} holds no knowledge base written by "
+                "`python -m rag_job build-index` (upload the whole directory it wrote)"
+            ) from err
+    kb_dir = Path(kb_dir)
+    meta_path = kb_dir / KB_META_FILE
+    if not kb_dir.is_dir():
+        raise KnowledgeBaseLayoutError(
+            f"knowledge base directory {kb_dir} does not exist; build it with `python -m rag_job build-index`"
+        )
+    if not meta_path.is_file():
+        raise KnowledgeBaseLayoutError(
+            f"{meta_path} is missing: {kb_dir} was not written by `python -m rag_job build-index`"
+        )
+    return str(meta_path), meta_path.read_text()
+
+
+def local_knowledge_base(kb_dir: str | Path, shards: list[int] | None = None) -> Path:
+    """A local knowledge-base directory: `kb_dir` itself, or a copy of a URI's kb.json,
+    passages and the given index shards (all when None) in this machine's cache."""
+    from rag_job.storage import fetch, is_uri, local_path
+
+    if not is_uri(kb_dir):
+        return local_path(kb_dir)
+    meta = load_meta(kb_dir)
+    chosen = range(len(meta.shards)) if shards is None else shards
+    files = [KB_META_FILE, PASSAGES_DIR, *(meta.shards[s].file for s in chosen)]
+    return fetch(str(kb_dir), only=files, what="knowledge base").path
 
 
 def index_path(kb_dir: str | Path, meta: KnowledgeBaseMeta, shard: int) -> Path:

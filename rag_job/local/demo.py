@@ -26,7 +26,7 @@ from rag_job.config import JobConfig
 from rag_job.local.entity_kb import EntityKBFiles
 
 #: Fine-tuning steps of each of the two runs.
-DEMO_STEPS = 400
+DEMO_STEPS = 600
 #: Invented entities (one passage each, three questions each; a fifth are held out).
 DEMO_ENTITIES = 2000
 #: Questions scored per evaluation (held-out, and a sample of the training questions).

@@ -19,6 +19,7 @@ import numpy as np
 import ray
 
 from rag_job.config import RETRIEVAL_NAMESPACE, RETRIEVAL_RESOURCE, actor_name
+from rag_job.storage import is_uri
 
 #: Latency samples kept per actor for p50/p95.
 LATENCY_WINDOW = 2048
@@ -49,6 +50,7 @@ class RetrievalActor:
     def __init__(self, kb_dir: str, shard: int, faiss_threads: int | None = None):
         import faiss
 
+        from rag_job.knowledge.layout import local_knowledge_base
         from rag_job.retrieval.searcher import ShardSearcher
 
         threads = faiss_threads or max(
@@ -56,8 +58,13 @@ class RetrievalActor:
         )
         faiss.omp_set_num_threads(threads)
         self.faiss_threads = threads
-        self.searcher = ShardSearcher(kb_dir, shard)
-        self.kb_dir = str(Path(kb_dir))
+        # A knowledge base on an object store is copied once to this node (its kb.json, passages
+        # and this shard only); a restarted actor on the same node reuses the copy.
+        fetch_started = time.perf_counter()
+        local_kb = local_knowledge_base(kb_dir, [shard])
+        self.fetch_seconds = time.perf_counter() - fetch_started
+        self.searcher = ShardSearcher(local_kb, shard)
+        self.kb_dir = kb_dir if is_uri(kb_dir) else str(Path(kb_dir))
         self.shard = shard
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -164,6 +171,7 @@ class RetrievalActor:
                 "search_ms_p50": float(np.percentile(latencies, 50)),
                 "search_ms_p95": float(np.percentile(latencies, 95)),
                 "load_seconds": self.searcher.load_seconds,
+                "fetch_seconds": self.fetch_seconds,
                 "node_id": ray.get_runtime_context().get_node_id(),
                 "hostname": socket.gethostname(),
                 "pid": os.getpid(),

@@ -286,9 +286,12 @@ def open_local_embeddings(
     from pathlib import Path
 
     from rag_job.knowledge.digest import verify_files
-    from rag_job.knowledge.layout import load_meta
+    from rag_job.knowledge.layout import load_meta, local_knowledge_base
     from rag_job.retrieval.searcher import load_passages
+    from rag_job.storage import is_uri
 
+    if is_uri(kb_dir):  # this node's copy (trainers fetched it already; reused from the cache)
+        kb_dir = str(local_knowledge_base(kb_dir, []))
     if not Path(kb_dir).is_dir():
         return None
     meta = load_meta(kb_dir)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from rag_job.config import RETRIEVAL_NAMESPACE, ServiceConfig
+from rag_job.storage import is_uri
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ def start_service(config: ServiceConfig):
     spec = PoolSpec(name_prefix=config.name, shards=len(meta.shards), replicas=config.actors_per_shard)
     started = time.perf_counter()
     handles = start_retrieval_actors(
-        str(Path(config.knowledge_base).resolve()),
+        config.knowledge_base
+        if is_uri(config.knowledge_base)
+        else str(Path(config.knowledge_base).resolve()),
         spec.shards,
         spec.replicas,
         config.name,

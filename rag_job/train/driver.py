@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rag_job.config import TRAINER_RESOURCE, JobConfig
 from rag_job.knowledge.layout import load_meta
+from rag_job.storage import is_uri, publish, ray_storage, staging_dir
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,8 @@ class RunSummary:
     retrieval_startup_s: float = 0.0
     #: Wall clock when `run_training` began: the submit time start-up is measured from.
     started_unix: float = 0.0
-
-
-def _storage_path(config: JobConfig) -> str:
-    path = config.checkpoint.storage_path
-    return path if "://" in path else str(Path(path).resolve())
+    #: The object-store URI `output_dir` was uploaded to (None: output_dir is local).
+    published_to: str | None = None
 
 
 def start_retrieval(config: JobConfig):
@@ -45,7 +43,8 @@ def start_retrieval(config: JobConfig):
     from rag_job.retrieval.actor import start_retrieval_actors
     from rag_job.retrieval.pool import PoolSpec, RetrievalPool
 
-    meta = load_meta(config.retrieval.knowledge_base)
+    kb = config.retrieval.knowledge_base
+    meta = load_meta(kb)
     prefix = config.retrieval.cluster or f"{config.name}-retrieval"
     spec = PoolSpec(name_prefix=prefix, shards=len(meta.shards), replicas=config.retrieval.actors_per_shard)
     started = time.perf_counter()
@@ -53,7 +52,7 @@ def start_retrieval(config: JobConfig):
         pool = RetrievalPool.connect(spec)
     else:
         handles = start_retrieval_actors(
-            str(Path(config.retrieval.knowledge_base).resolve()),
+            kb if is_uri(kb) else str(Path(kb).resolve()),
             spec.shards,
             spec.replicas,
             prefix,
@@ -82,7 +81,11 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
 
     from rag_job.train.loop import CHECKPOINT_MODEL_DIR, CHECKPOINT_STATE_FILE, train_loop_per_worker
 
-    output_dir = Path(config.output_dir)
+    # Outputs bound for an object store are written here first and uploaded at the end.
+    publish_to = config.output_dir if is_uri(config.output_dir) else None
+    output_dir = staging_dir(publish_to) if publish_to else Path(config.output_dir)
+    if publish_to and output_dir.exists():
+        shutil.rmtree(output_dir)  # an older attempt's files must not be uploaded as this run's
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
 
@@ -93,6 +96,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     retrieval_startup_s = time.perf_counter() - retrieval_started
 
     scaling = config.scaling
+    storage_path, storage_filesystem = ray_storage(config.checkpoint.storage_path)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -112,7 +116,8 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
         ),
         run_config=ray.train.RunConfig(
             name=config.name,
-            storage_path=_storage_path(config),
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep),
             failure_config=ray.train.FailureConfig(max_failures=config.training.max_failures),
         ),
@@ -143,6 +148,9 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
         started_unix=started_unix,
     )
     write_metrics(summary, state)
+    if publish_to:
+        summary.published_to = publish_to
+        summary.metrics["publish_seconds"] = publish(output_dir, publish_to)
     return summary
 
 

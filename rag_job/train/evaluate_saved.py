@@ -15,11 +15,15 @@ def evaluate_saved_model(
 
     from rag_job.retrieval.retrievers import LocalRagRetriever
     from rag_job.retrieval.searcher import load_passages
+    from rag_job.storage import fetch, join
     from rag_job.train.data import read_examples
     from rag_job.train.evaluation import evaluate
+    from rag_job.train.inputs import with_local_inputs
     from rag_job.train.model_io import load_model, rag_config_for
 
-    model_path = model_path or str(Path(config.output_dir) / "model")
+    config = with_local_inputs(config)  # one process searches every shard: all of it, on local disk
+    model_path = str(fetch(model_path or join(config.output_dir, "model"), what="model").path)
+    data = fetch(str(data), what="data").path if data else None
     data_path = data or config.data.eval_path or config.data.train_path
     examples = read_examples(data_path, "val" if data or config.data.eval_path else "train")
     if config.evaluation.max_samples:

@@ -159,10 +159,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from rag_job.retrieval.pool import PoolSpec
     from rag_job.retrieval.searcher import load_passages
     from rag_job.train.evaluation import EvalSums, evaluate
+    from rag_job.train.inputs import with_local_inputs
     from rag_job.train.model_io import build_retriever, load_model, rag_config_for
 
     _quiet_ray_train_reports()
-    config = JobConfig.model_validate_json(loop_config["job"])
+    # Remote inputs are copied to this node once (index shards only where this worker searches).
+    submitted = JobConfig.model_validate_json(loop_config["job"])
+    config = with_local_inputs(submitted, [] if submitted.retrieval.mode == "ray" else None)
     pool_spec = PoolSpec(**loop_config["pool"]) if loop_config.get("pool") else None
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rag_job.config import JobConfig
-from rag_job.knowledge.layout import load_meta, passages_path
+from rag_job.knowledge.layout import PASSAGES_DIR, load_meta
 from rag_job.retrieval.pool import PoolSpec, RetrievalPool
+from rag_job.storage import join
 
 MODEL_CLASSES = {"rag_token": "RagTokenForGeneration", "rag_sequence": "RagSequenceForGeneration"}
 
@@ -30,13 +31,12 @@ def rag_config_for(config: JobConfig, model_path: str | None = None):
     rag_config.index_name = "custom"
     rag_config.n_docs = config.retrieval.n_docs
     rag_config.retrieval_vector_size = meta.dim
-    rag_config.passages_path = config.retrieval.passages_path or str(
-        passages_path(config.retrieval.knowledge_base)
-    )
+    kb = config.retrieval.knowledge_base
+    rag_config.passages_path = config.retrieval.passages_path or join(kb, PASSAGES_DIR)
     if config.retrieval.index_path:
         rag_config.index_path = config.retrieval.index_path
     elif len(meta.shards) == 1:
-        rag_config.index_path = str(Path(config.retrieval.knowledge_base) / meta.shards[0].file)
+        rag_config.index_path = join(kb, meta.shards[0].file)
     rag_config.label_smoothing = config.training.label_smoothing
     return rag_config
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from rag_job.config import ConfigError, JobConfig
 from rag_job.knowledge.digest import verify_files
 from rag_job.knowledge.layout import KnowledgeBaseLayoutError, KnowledgeBaseMeta, load_meta
+from rag_job.storage import exists as storage_exists
+from rag_job.storage import fetch, file_sizes, is_uri, join, probe_writable, read_text
 from rag_job.train.data import read_examples
 
 logger = logging.getLogger(__name__)
@@ -68,14 +70,7 @@ def check_before_cluster_work(config: JobConfig) -> list[str]:
         check_retrieval_against_kb(config, meta, result)
     check_data(config, result)
     check_writable("checkpoint.storage_path", config.checkpoint.storage_path, result)
-    if "://" in config.output_dir:
-        result.problem(
-            "output_dir",
-            f"{config.output_dir} is a URI, but the final model is written with plain file I/O; use a local "
-            "or mounted path (object-store URIs work for checkpoint.storage_path)",
-        )
-    else:
-        check_writable("output_dir", config.output_dir, result)
+    check_writable("output_dir", config.output_dir, result)
     result.raise_for_problems()
     for note in result.notes:
         logger.warning("pre-flight: %s", note)
@@ -89,8 +84,8 @@ def check_model(path: str, result: Preflight) -> None:
         "(`python -m rag_job make-tiny-models` writes one), or at a hub name such as facebook/rag-token-base"
     )
     local = Path(path).expanduser()
-    if "://" in path:
-        result.notes.append(f"model.path {path} is a URI: not checked before start")
+    if is_uri(path):
+        check_remote_model(path, result, fix)
         return
     if not local.exists():
         offline = [var for var in _OFFLINE_VARS if os.environ.get(var, "").lower() in ("1", "true", "yes")]
@@ -130,6 +125,39 @@ def check_model(path: str, result: Preflight) -> None:
         )
 
 
+def check_remote_model(uri: str, result: Preflight, fix: str) -> None:
+    """The same checks on an object store, from its listing and config.json (no weights read)."""
+    try:
+        sizes = file_sizes(uri)
+    except OSError as err:
+        result.problem("model.path", f"cannot list {uri}: {err}")
+        return
+    if not sizes:
+        result.problem("model.path", f"{uri} holds no files; upload the checkpoint directory there, or {fix}")
+        return
+    if "config.json" not in sizes:
+        result.problem("model.path", f"{uri} has no config.json, so it is no saved model; {fix}")
+        return
+    try:
+        model_type = json.loads(read_text(join(uri, "config.json"))).get("model_type")
+    except (OSError, ValueError, AttributeError) as err:
+        result.problem("model.path", f"{uri}/config.json is unreadable or not a JSON object ({err}); {fix}")
+        return
+    if model_type != "rag":
+        result.problem(
+            "model.path", f"{uri} holds a {model_type or 'untyped'} model, not a RAG checkpoint; {fix}"
+        )
+        return
+    missing = (
+        [] if any(name in sizes for name in WEIGHT_FILES) else [f"weights ({' or '.join(WEIGHT_FILES[::2])})"]
+    )
+    missing += [f"{name}/" for name in RAG_TOKENIZER_DIRS if not any(f.startswith(f"{name}/") for f in sizes)]
+    if missing:
+        result.problem(
+            "model.path", f"{uri} is an incomplete RAG checkpoint: no {', no '.join(missing)}; {fix}"
+        )
+
+
 def check_knowledge_base(config: JobConfig, result: Preflight) -> KnowledgeBaseMeta | None:
     """kb.json, then every index shard and passages file against it (sizes and fingerprints)."""
     retrieval = config.retrieval
@@ -154,7 +182,10 @@ def check_knowledge_base(config: JobConfig, result: Preflight) -> KnowledgeBaseM
     ):
         if override is None:
             continue
-        exists = Path(override).is_dir() if kind == "directory" else Path(override).is_file()
+        if is_uri(override):
+            exists = storage_exists(override)
+        else:
+            exists = Path(override).is_dir() if kind == "directory" else Path(override).is_file()
         if not exists:
             result.problem(field_name, f"{override} is not a {kind}; fix the path or drop the field")
         else:
@@ -185,15 +216,22 @@ def check_data(config: JobConfig, result: Preflight) -> None:
         if path is None:
             continue
         try:
-            read_examples(path, split)
+            read_examples(fetch(path, what=field_name).path, split)
         except (ValueError, OSError) as err:
             result.problem(field_name, str(err))
 
 
 def check_writable(field_name: str, value: str, result: Preflight) -> None:
-    """Create the directory, write and remove a probe file; URIs are left to their client."""
-    if "://" in value:
-        result.notes.append(f"{field_name} {value} is a URI: its writability is not checked before start")
+    """Create the directory, write and remove a probe file (an object, under a URI)."""
+    if is_uri(value):
+        try:
+            probe_writable(value)
+        except OSError as err:
+            result.problem(
+                field_name,
+                f"{err}; check the URI, that the bucket exists, and the credentials in the environment "
+                "(e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL for an S3-compatible store)",
+            )
         return
     path = Path(value).expanduser()
     probe = path / f".rag-job-write-probe-{os.getpid()}"

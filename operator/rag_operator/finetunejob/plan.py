@@ -7,6 +7,7 @@ Pure: kb.json comes through `read_kb` and the referenced cluster as an argument.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -141,8 +142,15 @@ def job_config_for(
         data["checkpoint"]["storage_path"] = (
             f"{_storage_root(spec)}/checkpoints/{_unique(name, namespace, spec)}"
         )
-    if "output_dir" not in job.model_fields_set and spec.storage.pvc is not None:
+    if "output_dir" not in job.model_fields_set:
         data["output_dir"] = f"{_storage_root(spec)}/outputs/{_unique(name, namespace, spec)}"
+    problems = [
+        problem
+        for field_name in ("output_dir", "checkpoint.storage_path")
+        if (problem := _ephemeral_output_problem(spec, field_name, _dotted(data, field_name)))
+    ]
+    if problems:
+        raise SpecError(problems)
     try:
         return JobConfig.model_validate(data)
     except ValidationError as err:  # the sub-models already validated: only the derived parts can fail
@@ -154,6 +162,43 @@ def job_config_for(
 def _unique(name: str, namespace: str | None, spec: RagFinetuneJobSpec) -> str:
     """A path segment no other job has: the name, prefixed by the namespace on a shared object store."""
     return f"{namespace}/{name}" if namespace and spec.storage.uri else name
+
+
+def _dotted(data: dict[str, Any], field_name: str) -> str:
+    for part in field_name.split("."):
+        data = data[part]
+    return str(data)
+
+
+def _ephemeral_output_problem(spec: RagFinetuneJobSpec, field_name: str, path: str) -> tuple[str, str] | None:
+    """An output path that would vanish with the pods: not a URI, not on the read-write PVC.
+
+    KubeRay deletes the RayCluster after the job, and with it every pod's own disk, so a model
+    written there is lost although the job reports success.
+    """
+    if "://" in path and not path.startswith("file://"):
+        return None
+    pvc = spec.storage.pvc
+    normal = posixpath.normpath(path.removeprefix("file://"))
+    if pvc is not None:
+        mount = posixpath.normpath(pvc.mount_path)
+        on_pvc = normal == mount or normal.startswith(mount.rstrip("/") + "/")
+        if on_pvc and not pvc.read_only:
+            return None
+        if on_pvc:
+            return (
+                f"spec.job.{field_name}",
+                f"{path} is on storage.pvc, which is mounted read-only: set storage.pvc.readOnly to false, "
+                "or write outputs to an object-store URI",
+            )
+        where = f"under storage.pvc.mountPath ({pvc.mount_path})"
+    else:
+        where = f"under storage.uri ({spec.storage.uri})"
+    return (
+        f"spec.job.{field_name}",
+        f"{path} is on the pod's own disk, which is deleted with the Ray cluster after the job: "
+        f"put it {where} or use an object-store URI, or omit the field for the default",
+    )
 
 
 def _storage_root(spec: RagFinetuneJobSpec) -> str:

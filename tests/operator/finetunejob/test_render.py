@@ -230,6 +230,52 @@ def test_object_store_uri_becomes_the_checkpoint_storage() -> None:
     assert "volumes" not in head_pod
 
 
+def test_with_an_object_store_the_outputs_go_under_its_uri_too() -> None:
+    doc = load_example("gpu")
+    doc["spec"]["storage"] = {"uri": "s3://bucket/rag/"}
+    doc["spec"]["job"].pop("output_dir", None)
+    assert job_config_of(rendered(doc)).output_dir == "s3://bucket/rag/outputs/ml/rag-nq-finetune"
+
+
+@pytest.mark.parametrize(
+    ("storage", "field", "path", "fix"),
+    [
+        ({"uri": "s3://bucket/rag"}, "output_dir", "out/run", "under storage.uri (s3://bucket/rag)"),
+        ({"pvc": {"claimName": "d", "mountPath": "/data"}}, "output_dir", "/tmp/run", "/data"),
+        # ".." leaves the volume although the text starts with its mount path
+        ({"pvc": {"claimName": "d", "mountPath": "/data"}}, "output_dir", "/data/../tmp/run", "/data"),
+        ({"pvc": {"claimName": "d", "mountPath": "/data"}}, "checkpoint.storage_path", "/data2/ck", "/data"),
+        (
+            {"pvc": {"claimName": "d", "mountPath": "/data", "readOnly": True}},
+            "output_dir",
+            "/data/o",
+            "read-only",
+        ),
+    ],
+)
+def test_outputs_that_would_vanish_with_the_pods_are_refused_naming_the_field(
+    storage: dict[str, Any], field: str, path: str, fix: str
+) -> None:
+    """KubeRay deletes the cluster after the job: a model on a pod's own disk would be lost."""
+    doc = load_example("gpu")
+    doc["spec"]["storage"] = storage
+    section, _, key = field.rpartition(".")
+    (doc["spec"]["job"].setdefault(section, {}) if section else doc["spec"]["job"])[key] = path
+    with pytest.raises(SpecError) as raised:
+        rendered(doc)
+    ((_, message),) = [p for p in raised.value.problems if p[0] == f"spec.job.{field}"]
+    assert path in message and fix in message
+
+
+def test_outputs_on_the_volume_or_a_uri_render() -> None:
+    doc = load_example("gpu")
+    doc["spec"]["storage"] = {"pvc": {"claimName": "d", "mountPath": "/data"}}
+    doc["spec"]["job"]["output_dir"] = "/data/runs/one"
+    doc["spec"]["job"].setdefault("checkpoint", {})["storage_path"] = "gs://elsewhere/ck"
+    config = job_config_of(rendered(doc))
+    assert (config.output_dir, config.checkpoint.storage_path) == ("/data/runs/one", "gs://elsewhere/ck")
+
+
 def test_pvc_is_mounted_at_the_same_path_on_every_pod() -> None:
     rayjob = rendered(load_example("cpu"))
     cluster = rayjob["spec"]["rayClusterSpec"]
