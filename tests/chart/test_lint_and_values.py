@@ -34,6 +34,11 @@ def test_chart_lints_strict_with_every_values_file(helm_bin: Path) -> None:
         ("imagee.tag=x", "imagee"),
         ("peering.enabled=false", "/peering/enabled"),
         ("serviceAccount.create=false", "/serviceAccount/name"),
+        # A prefix not ending in / : or @ would also admit registry.internal.evil.io/...
+        (
+            "admissionPolicy.allowedImagePrefixes[0]=registry.internal",
+            "/admissionPolicy/allowedImagePrefixes/0",
+        ),
     ],
 )
 def test_invalid_value_is_rejected_naming_the_field(helm_bin: Path, setting: str, field: str) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, WithJsonSchema
 
 INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS1123_LABEL = rf"^{_LABEL}$"
@@ -89,3 +90,4 @@ RayVersion = k8s_string(RAY_VERSION, 32, "a Ray version (MAJOR.MINOR.PATCH)", "2
 
 #: Replicas, counts, seconds: Kubernetes stores them as int32.
 Int32 = Annotated[int, Field(le=INT32_MAX)]
+Int64 = Annotated[int, Field(le=INT64_MAX)]

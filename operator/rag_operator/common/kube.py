@@ -90,13 +90,22 @@ def create_object(memo: Any, resource: Resource, namespace: str, obj: dict[str, 
 
 
 def ensure_owned(memo: Any, resource: Resource, owner: Any, obj: dict[str, Any] | None) -> None:
-    """Create `obj` owned by `owner` unless it exists (or is None); CreateRejected if refused."""
+    """Create `obj` owned by `owner` unless it exists (or is None); CreateRejected if refused, or
+    if an object of that name exists that `owner` does not own (its rules are not ours)."""
     if obj is None:
         return
-    namespace = owner["metadata"]["namespace"]
-    if get_object(memo, resource, namespace, obj["metadata"]["name"]) is None:
+    namespace, name = owner["metadata"]["namespace"], obj["metadata"]["name"]
+    found = get_object(memo, resource, namespace, name)
+    if found is None:
         kopf.append_owner_reference(obj, owner=owner)
         create_object(memo, resource, namespace, obj)
+    elif not owned_by(found, owner["metadata"].get("uid"), owner.get("kind", "")):
+        kind = obj.get("kind", resource[2])
+        raise CreateRejected(
+            f"{kind} {namespace}/{name} already exists and is not owned by {owner.get('kind')} "
+            f"{owner['metadata']['name']}: it was not created for it, so its rules are not the ones "
+            f"this resource needs; delete or rename that {kind}"
+        )
 
 
 def patch_status(memo: Any, resource: Resource, namespace: str, name: str, body: dict[str, Any]) -> None:

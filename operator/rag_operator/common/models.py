@@ -14,6 +14,7 @@ from .k8s_types import (
     ExtendedResourceName,
     ImageReference,
     Int32,
+    Int64,
     LabelValue,
     MountPath,
     QualifiedName,
@@ -88,7 +89,7 @@ class Toleration(K8sModel):
     operator: Literal["Exists", "Equal"] = Field(default="Equal")
     value: LabelValue | None = Field(default=None, description="Taint value (with Equal).")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(default=None)
-    toleration_seconds: int | None = Field(default=None, ge=0, description="With NoExecute only.")
+    toleration_seconds: Int64 | None = Field(default=None, ge=0, description="With NoExecute only.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Toleration:

@@ -180,3 +180,21 @@ def test_a_service_rayjob_the_cluster_does_not_own_is_a_name_conflict(memo: Fake
     key = (names.GROUP, names.RRC_PLURAL, namespace, "wiki-dpr")
     memo.custom.objects[key] = merge_patch(memo.custom.objects[key], dict(patch))
     assert rrc_controller.refresh(memo, namespace, "wiki-dpr") is None, "its status must not be read as ours"
+
+
+def test_a_network_policy_the_job_does_not_own_is_refused_not_adopted(memo: FakeMemo) -> None:
+    """A NetworkPolicy of the job's policy name made by someone else would leave the dashboard
+    guarded by rules that are not ours: the job fails saying so, and creates no RayJob."""
+    body = submit(memo)
+    from rag_operator.finetunejob.spec import parse_spec
+
+    policy = render.render_job_network_policy(body["metadata"]["name"], NS, parse_spec(body["spec"]))
+    assert policy is not None
+    stranger = {"metadata": {"name": policy["metadata"]["name"], "namespace": NS}, "spec": {}}
+    memo.custom.put("networking.k8s.io", "networkpolicies", stranger)
+    with pytest.raises(kopf.PermanentError, match=f"NetworkPolicy {NS}/{policy['metadata']['name']} already"):
+        reconcile(memo, body)
+    job = stored(memo, body)
+    assert (job["status"]["phase"], job["status"]["reason"]) == ("Failed", "CreateRejected")
+    assert "is not owned by RagFinetuneJob" in job["status"]["message"]
+    assert not [c for c in memo.custom.calls if c[0] == "create" and c[4] == names.RAYJOB_PLURAL]

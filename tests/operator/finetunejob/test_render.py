@@ -413,6 +413,11 @@ _DELETE = object()
         ("spec.imagePullPolicy", "Sometimes", "spec.imagePullPolicy"),
         ("metadata.name", "Rag_Job", "metadata.name"),
         ("metadata.name", "r" * 48, "metadata.name"),
+        (
+            "spec.trainers.tolerations",
+            [{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2**63}],
+            "spec.trainers.tolerations.0.tolerationSeconds",
+        ),
     ],
 )
 def test_invalid_spec_is_rejected_naming_the_field(path: str, value: Any, field: str) -> None:
