@@ -109,49 +109,83 @@ def make_tiny_models(
 
 @app.command("build-index")
 def build_index(
-    knowledge_base: Annotated[
-        Path,
-        typer.Option("--knowledge-base", help="Knowledge base: CSV/TSV with title,text columns, or JSONL."),
-    ],
-    ctx_encoder: Annotated[
-        str, typer.Option(help="DPR context encoder: local dir, mounted path or hub name.")
-    ],
     out: Annotated[Path, typer.Option(help="Output knowledge-base directory.")],
+    knowledge_base: Annotated[
+        Path | None,
+        typer.Option("--knowledge-base", help="Knowledge base: CSV/TSV with title,text columns, or JSONL."),
+    ] = None,
+    embeddings_dataset: Annotated[
+        Path | None,
+        typer.Option(
+            "--embeddings-dataset",
+            help="Instead of --knowledge-base, bring your own embeddings: a directory written by datasets' "
+            "Dataset.save_to_disk with columns title, text, embeddings (a list of floats per row) and "
+            "optionally id, as wiki_dpr. Indexed row for row (row i is passage id i), without encoding; "
+            "a bad row (null, empty text, NaN, wrong length, duplicate id) is refused by row number, "
+            "never skipped.",
+        ),
+    ] = None,
+    ctx_encoder: Annotated[
+        str | None,
+        typer.Option(
+            help="DPR context encoder: local dir, mounted path or hub name. Required with --knowledge-base; "
+            "with --embeddings-dataset only recorded in kb.json, as the encoder that made the embeddings."
+        ),
+    ] = None,
     index_type: Annotated[str, typer.Option(help="flat (exact), hnsw or ivfpq (compressed).")] = "flat",
     shards: Annotated[int, typer.Option(min=1, help="Index files over disjoint id ranges.")] = 1,
-    strict: Annotated[bool, typer.Option(help="Fail on the first bad row instead of skipping it.")] = False,
-    words_per_passage: Annotated[int, typer.Option(min=10)] = 100,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    ray_actors: Annotated[int, typer.Option(min=0, help="Encode on N Ray actors (0: in this process).")] = 0,
+    strict: Annotated[
+        bool,
+        typer.Option(help="Fail on the first bad row instead of skipping it (--embeddings-dataset: always)."),
+    ] = False,
+    words_per_passage: Annotated[int, typer.Option(min=10, help="--knowledge-base only.")] = 100,
+    batch_size: Annotated[int, typer.Option(min=1, help="--knowledge-base only.")] = 64,
+    ray_actors: Annotated[
+        int, typer.Option(min=0, help="Encode on N Ray actors (0: in this process; --knowledge-base only).")
+    ] = 0,
 ) -> None:
-    """Ingest a knowledge base, encode it with DPR and write passages + FAISS index for RagRetriever."""
+    """Ingest a knowledge base, encode it with DPR and write passages + FAISS index for RagRetriever.
+
+    With --embeddings-dataset the passages bring their embeddings and nothing is encoded.
+    """
     from rag_job.knowledge.index import (
         INDEX_TYPES,
         encode_passages,
         encode_passages_on_ray,
         write_knowledge_base,
     )
-    from rag_job.knowledge.ingest import KnowledgeBaseError, ingest
+    from rag_job.knowledge.ingest import KnowledgeBaseError, ingest, ingest_embeddings_dataset
 
     if index_type not in INDEX_TYPES:
         _usage(f"must be one of {', '.join(INDEX_TYPES)}, not {index_type!r}", "--index-type")
+    if (knowledge_base is None) == (embeddings_dataset is None):
+        _usage("pass exactly one of --knowledge-base FILE and --embeddings-dataset DIR", "--knowledge-base")
+    if knowledge_base is not None and not ctx_encoder:
+        _usage("--knowledge-base needs --ctx-encoder to encode the passages", "--ctx-encoder")
+    if embeddings_dataset is not None and ray_actors:
+        _usage("--embeddings-dataset brings its embeddings: nothing to encode on Ray", "--ray-actors")
     started = time.perf_counter()
     try:
-        report = ingest(knowledge_base, words_per_passage=words_per_passage, strict=strict)
+        if embeddings_dataset is not None:
+            report, embeddings = ingest_embeddings_dataset(embeddings_dataset)
+        else:
+            report = ingest(knowledge_base, words_per_passage=words_per_passage, strict=strict)
     except KnowledgeBaseError as err:
         _fail(str(err))
     for message in report.rejection_messages():
         typer.secho(f"rejected {message}", fg=typer.colors.YELLOW, err=True)
     if shards > len(report.passages):
         _fail(f"--shards {shards} exceeds the {len(report.passages)} passages")
-    if ray_actors:
+    if embeddings_dataset is None and ray_actors:
         import ray
 
         ray.init(address="auto" if _ray_address_given() else None, log_to_driver=False)
         embeddings = encode_passages_on_ray(report.passages, ctx_encoder, ray_actors, batch_size)
-    else:
+    elif embeddings_dataset is None:
         embeddings = encode_passages(report.passages, ctx_encoder, batch_size=batch_size)
-    meta = write_knowledge_base(report.passages, embeddings, out, index_type, shards, ctx_encoder=ctx_encoder)
+    meta = write_knowledge_base(
+        report.passages, embeddings, out, index_type, shards, ctx_encoder=ctx_encoder or ""
+    )
     typer.echo(
         f"passages indexed: {meta.num_passages} (from {report.rows_indexed} rows, dimension {meta.dim})"
     )
@@ -159,6 +193,8 @@ def build_index(
         f"rows rejected:    {len(report.rejected)} (rows read: {report.rows_read} = "
         f"{report.rows_indexed} indexed + {len(report.rejected)} rejected)"
     )
+    if embeddings_dataset is not None:
+        typer.echo(f"embeddings:       from {embeddings_dataset} (not re-encoded)")
     typer.echo(
         f"index:            {index_type}, {len(meta.shards)} shard(s), {_human_bytes(meta.index_bytes)} on disk"
         f" (+ {_human_bytes(meta.passages_bytes)} passages)"
@@ -196,6 +232,50 @@ def verify_kb(
         f"{knowledge_base}: {check.files_checked} files match kb.json ({what}), "
         f"{_human_bytes(meta.index_bytes + meta.passages_bytes)} in {time.perf_counter() - started:.2f}s"
     )
+
+
+@app.command("export")
+def export(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Trained RAG model directory (OUTPUT_DIR/model, or any save_pretrained RAG); a path or URI."
+        ),
+    ],
+    kb: Annotated[str, typer.Option(help="Its knowledge-base directory (build-index --out); a path or URI.")],
+    out: Annotated[
+        str, typer.Option(help="New directory to write (must not exist or be empty), or a URI to upload to.")
+    ],
+) -> None:
+    """Write one directory plain transformers loads with no rag_job: the model, its tokenizers, the
+    passages and ONE FAISS index over the whole knowledge base (shards merged). Its README.md says
+    how to load it; the directory can be moved."""
+    import shutil
+
+    from rag_job.knowledge.export import ExportError, export_model
+    from rag_job.knowledge.layout import KnowledgeBaseLayoutError, local_knowledge_base
+    from rag_job.storage import fetch, is_uri, local_path, publish, staging_dir
+
+    started = time.perf_counter()
+    local_out = staging_dir(out) / "export" if is_uri(out) else local_path(out)
+    if is_uri(out):
+        shutil.rmtree(local_out, ignore_errors=True)
+    try:
+        local_model = fetch(model, what="--model").path
+        summary = export_model(local_model, local_knowledge_base(kb), local_out)
+        if is_uri(out):
+            publish(local_out, out)
+    except (ExportError, KnowledgeBaseLayoutError, OSError) as err:
+        _fail(str(err))
+    how = {"copied": "copied (one shard)", "merged": "merged from", "rebuilt": "HNSW graph rebuilt from"}
+    shards = "" if summary.index_method == "copied" else f" {summary.shards} shards"
+    typer.echo(f"model:      {summary.model_class} from {model}")
+    typer.echo(
+        f"index:      {summary.index_type}, {how[summary.index_method]}{shards}: {summary.num_passages} "
+        f"passages, dimension {summary.dim}, {_human_bytes(summary.index_bytes)}"
+    )
+    typer.echo(f"written to: {out} (load it as its README.md says)")
+    typer.echo(f"time:       {time.perf_counter() - started:.1f}s")
 
 
 def _load_config(config_file: Path | None):
@@ -242,7 +322,7 @@ def train(
     )
     with ray_session(local, layout):
         summary = run_training(config)
-    _print_summary(summary.metrics, summary.output_dir)
+    _print_summary(summary.metrics, summary.published_to or str(summary.output_dir))
 
 
 @app.command("evaluate")
@@ -320,7 +400,7 @@ def serve_retrieval(
         _fail(str(err))
 
 
-def _print_summary(metrics: dict, output_dir: Path) -> None:
+def _print_summary(metrics: dict, output_dir: str) -> None:
     keys = (
         "steps",
         "loss_start",

@@ -222,6 +222,13 @@ class JobConfig(_Strict):
         "object-store URI (written locally, uploaded at the end). On Kubernetes it defaults to "
         "outputs/<job> under spec.storage.",
     )
+    export_knowledge_base: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Also write output_dir/export: the model with the passages and ONE FAISS index of "
+        "the whole knowledge base, a directory plain transformers loads with no rag_job, movable "
+        "(`python -m rag_job export` writes the same). auto: when the knowledge base's index and "
+        "passages take at most 2 GiB (a copy of a larger one is left to the export command).",
+    )
 
     @classmethod
     def from_file(cls, path: str | Path) -> JobConfig:

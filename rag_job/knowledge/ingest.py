@@ -5,6 +5,10 @@ nothing is dropped silently (`IngestReport.rows_read == rows_indexed + len(rejec
 A quote that never closes costs its own row, not the rest of the file; a UTF-8 byte-order
 mark is dropped; bytes that are not UTF-8 reject their row with the real byte offset.
 With `strict=True` the first bad row stops ingestion.
+
+A second input brings its own embeddings (`ingest_embeddings_dataset`): a `datasets` directory
+with title, text and embeddings columns, as wiki_dpr. Its rows are passages as they are, so a
+bad row is refused (named with its row and column), never skipped.
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: DPR splits Wikipedia into passages of 100 words; so do we.
 DEFAULT_PASSAGE_WORDS = 100
@@ -346,3 +354,175 @@ def ingest(
             + (f"; first: {report.rejected[0]})" if report.rejected else ")")
         )
     return report
+
+
+#: Columns a bring-your-own-embeddings dataset must have (the wiki_dpr layout; `id` is optional).
+EMBEDDINGS_DATASET_COLUMNS = ("title", "text", "embeddings")
+#: Bad rows named one by one in the error; the rest are counted.
+MAX_ROWS_NAMED = 20
+_BATCH_ROWS = 16_384
+
+
+def ingest_embeddings_dataset(path: str | Path) -> tuple[IngestReport, np.ndarray]:
+    """Read a `Dataset.save_to_disk` directory of passages with their embeddings (wiki_dpr's layout).
+
+    Row i becomes passage i with the row's own embedding: nothing is split or re-encoded. Bad
+    rows are refused, never skipped: the embeddings were computed for these exact rows, and users
+    align their ids with row numbers, so dropping one would shift every id after it. The error
+    names every bad row (numbered from 0, as `dataset[i]`) and its column.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    path = Path(path)
+    dataset = _load_embeddings_dataset(path)
+    rows = dataset.with_format("arrow")
+    _check_column_types(path, rows[:0])
+    num_rows = len(dataset)
+    if num_rows == 0:
+        raise KnowledgeBaseError(f"{path}: the dataset has no rows")
+    problems = _RowProblems(path)
+    has_ids = "id" in dataset.column_names
+    seen_ids: dict[str, int] = {}
+    passages: list[Passage] = []
+    dim = _dimension(path, rows[:1])
+    embeddings = np.empty((num_rows, dim), dtype=np.float32)
+    for start in range(0, num_rows, _BATCH_ROWS):
+        batch = rows[start : start + _BATCH_ROWS]
+        vectors = batch.column("embeddings").combine_chunks()
+        lengths = pc.fill_null(pc.list_value_length(vectors), -1).to_numpy(zero_copy_only=False)
+        # Nulls inside a list come back as NaN; float64 values beyond float32's range as infinity.
+        with np.errstate(over="ignore"):
+            values = np.asarray(pc.list_flatten(vectors).to_numpy(zero_copy_only=False), dtype=np.float32)
+        first_bad = np.full(len(batch), -1)
+        bad_values = np.flatnonzero(~np.isfinite(values))
+        if bad_values.size:
+            parents = pc.list_parent_indices(vectors).to_numpy(zero_copy_only=False)
+            bad_rows, first = np.unique(parents[bad_values], return_index=True)
+            row_starts = np.concatenate([[0], np.cumsum(np.maximum(lengths, 0))[:-1]])
+            first_bad[bad_rows] = bad_values[first] - row_starts[bad_rows]
+        titles = batch.column("title").to_pylist()
+        texts = batch.column("text").to_pylist()
+        ids = batch.column("id").to_pylist() if has_ids else [None] * len(batch)
+        for offset, (title, text, source_id) in enumerate(zip(titles, texts, ids, strict=True)):
+            row = start + offset
+            if title is None:
+                problems.add(row, "column 'title' is null")
+            if text is None or not text.strip():
+                problems.add(row, f"column 'text' is {'null' if text is None else 'empty'}")
+            if lengths[offset] < 0:
+                problems.add(row, "column 'embeddings' is null")
+            elif lengths[offset] != dim:
+                problems.add(row, f"column 'embeddings' has {lengths[offset]} values, row 0 has {dim}")
+            elif first_bad[offset] >= 0:
+                problems.add(
+                    row,
+                    f"column 'embeddings' holds a value that is not a finite float32 (NaN, infinity, null or "
+                    f"out of range) at position {first_bad[offset]}",
+                )
+            if has_ids:
+                if source_id is None:
+                    problems.add(row, "column 'id' is null")
+                    continue
+                source_id = str(source_id)
+                if source_id in seen_ids:
+                    problems.add(
+                        row, f"column 'id': duplicate id {source_id!r} (first in row {seen_ids[source_id]})"
+                    )
+                    continue
+                seen_ids[source_id] = row
+            passages.append(
+                Passage(source_id=str(row) if source_id is None else source_id, title=title, text=text)
+            )
+        if not problems.count:
+            embeddings[start : start + len(batch)] = values.reshape(len(batch), dim)
+    problems.raise_if_any()
+    return IngestReport(path=path, passages=passages, rows_read=num_rows, rows_indexed=num_rows), embeddings
+
+
+class _RowProblems:
+    """Bad rows of an embeddings dataset: the first MAX_ROWS_NAMED named, all counted."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.named: list[str] = []
+        self.count = 0
+
+    def add(self, row: int, message: str) -> None:
+        self.count += 1
+        if len(self.named) < MAX_ROWS_NAMED:
+            self.named.append(f"row {row}: {message}")
+
+    def raise_if_any(self) -> None:
+        if not self.count:
+            return
+        more = f"\n  ... and {self.count - len(self.named)} more" if self.count > len(self.named) else ""
+        raise KnowledgeBaseError(
+            f"{self.path}: {self.count} bad row{'s' if self.count > 1 else ''}, so nothing was indexed "
+            "(rows are numbered from 0; none is skipped, since row i is passage id i):\n  "
+            + "\n  ".join(self.named)
+            + more
+        )
+
+
+def _load_embeddings_dataset(path: Path):
+    """The dataset at `path`, or an error saying what the directory is instead."""
+    from datasets import Dataset, load_from_disk
+
+    how = "pass a directory written by datasets' Dataset.save_to_disk"
+    if not path.is_dir():
+        raise KnowledgeBaseError(f"{path}: {'not a directory' if path.exists() else 'does not exist'}; {how}")
+    try:
+        dataset = load_from_disk(str(path))
+    except Exception as err:  # datasets raises several types for a directory it cannot read
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise KnowledgeBaseError(f"{path}: not a readable saved dataset ({first_line}); {how}") from err
+    if not isinstance(dataset, Dataset):
+        splits = list(dataset)
+        raise KnowledgeBaseError(
+            f"{path} holds a DatasetDict with the splits {', '.join(splits)}; pass one split's directory, "
+            f"e.g. {path / splits[0]}"
+        )
+    missing = [column for column in EMBEDDINGS_DATASET_COLUMNS if column not in dataset.column_names]
+    if missing:
+        raise KnowledgeBaseError(
+            f"{path}: missing the column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} "
+            f"(found {', '.join(dataset.column_names)}); a dataset of passages needs 'title' and 'text' "
+            "strings and 'embeddings', a list of floats per row, as wiki_dpr"
+        )
+    return dataset
+
+
+def _check_column_types(path: Path, empty_table) -> None:
+    """Column types come before rows: a dataset of the wrong type fails once, not on every row."""
+    import pyarrow as pa
+
+    schema = empty_table.schema
+    for column in ("title", "text"):
+        kind = schema.field(column).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise KnowledgeBaseError(f"{path}: column {column!r} must hold strings, it holds {kind}")
+    kind = schema.field("embeddings").type
+    is_list = pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+    if not is_list or not pa.types.is_floating(kind.value_type):
+        raise KnowledgeBaseError(
+            f"{path}: column 'embeddings' must hold a list of floats per row (float32, as wiki_dpr), "
+            f"it holds {kind}"
+        )
+    if "id" in schema.names:
+        kind = schema.field("id").type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)):
+            raise KnowledgeBaseError(f"{path}: column 'id' must hold strings or integers, it holds {kind}")
+
+
+def _dimension(path: Path, first_row) -> int:
+    """The embedding width, fixed by row 0 (every other row must match it)."""
+    import pyarrow.compute as pc
+
+    length = pc.list_value_length(first_row.column("embeddings")).to_pylist()[0]
+    if not length:
+        raise KnowledgeBaseError(
+            f"{path}: row 0: column 'embeddings' is {'null' if length is None else 'an empty list'}; "
+            "row 0 fixes the embedding dimension"
+        )
+    return int(length)

@@ -170,7 +170,7 @@ def run_demo(out: Path, max_steps: int = DEMO_STEPS, seed: int = 0) -> dict:
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     _print_results(console, summary, runs["retrieval"], node_names)
     console.print(
-        f"metrics: {out / 'metrics.json'}   per run: {out}/{{{','.join(RUNS)}}}/ (metrics.json, loss.png, model)"
+        f"metrics: {out / 'metrics.json'}   per run: {out}/{{{','.join(RUNS)}}}/ (metrics.json, loss.png, model, export)"
     )
     console.print(f"demo finished in {summary['seconds']:.0f}s")
     return summary

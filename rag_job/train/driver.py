@@ -36,6 +36,8 @@ class RunSummary:
     started_unix: float = 0.0
     #: The object-store URI `output_dir` was uploaded to (None: output_dir is local).
     published_to: str | None = None
+    #: Whether output_dir/export was written (`write_export`), and why not.
+    export: dict = field(default_factory=dict)
 
 
 def start_retrieval(config: JobConfig):
@@ -137,6 +139,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
         shutil.rmtree(model_dir)
     shutil.copytree(checkpoint_dir / CHECKPOINT_MODEL_DIR, model_dir)
     _point_config_at_knowledge_base(config, model_dir)
+    export = write_export(config, model_dir, output_dir / EXPORT_DIR)
 
     summary = RunSummary(
         output_dir=output_dir,
@@ -147,11 +150,56 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
         retrieval_startup_s=retrieval_startup_s,
         started_unix=started_unix,
     )
+    summary.export = export
     write_metrics(summary, state)
     if publish_to:
         summary.published_to = publish_to
         summary.metrics["publish_seconds"] = publish(output_dir, publish_to)
     return summary
+
+
+#: output_dir/EXPORT_DIR: the self-contained copy (model, passages, one index) of `write_export`.
+EXPORT_DIR = "export"
+#: `export_knowledge_base: auto` copies a knowledge base up to this size (index + passages).
+AUTO_EXPORT_MAX_BYTES = 2 * 1024**3
+
+
+def write_export(config: JobConfig, model_dir: Path, target: Path) -> dict:
+    """The self-contained export of the final model (see `export_knowledge_base`), or why not.
+
+    A refusal (IVF-PQ shards cannot be merged, say) never fails a finished training: the model
+    is saved either way, and metrics.json says what was skipped and why.
+    """
+    from rag_job.knowledge.export import ExportError, export_model
+    from rag_job.knowledge.layout import local_knowledge_base
+
+    mode = config.export_knowledge_base
+    meta = load_meta(config.retrieval.knowledge_base)
+    kb_bytes = meta.index_bytes + meta.passages_bytes
+    if mode == "never" or (mode == "auto" and kb_bytes > AUTO_EXPORT_MAX_BYTES):
+        why = (
+            "export_knowledge_base is never"
+            if mode == "never"
+            else f"the knowledge base takes {kb_bytes / 1024**3:.1f} GiB, over the 2 GiB of "
+            "export_knowledge_base: auto (set always, or run `python -m rag_job export`)"
+        )
+        logger.info("no self-contained export: %s", why)
+        return {"written": False, "reason": why}
+    if target.exists():
+        shutil.rmtree(target)
+    try:
+        done = export_model(model_dir, local_knowledge_base(config.retrieval.knowledge_base), target)
+    except ExportError as err:
+        logger.warning("no self-contained export: %s", err)
+        return {"written": False, "reason": str(err)}
+    logger.info(
+        "self-contained export in %s: %d passages, one %s index (%s)",
+        target,
+        done.num_passages,
+        done.index_type,
+        done.index_method,
+    )
+    return {"written": True, "dir": EXPORT_DIR, "index_method": done.index_method}
 
 
 def _point_config_at_knowledge_base(config: JobConfig, model_dir: Path) -> None:
@@ -182,6 +230,7 @@ def write_metrics(summary: RunSummary, state: dict) -> None:
         "time_to_first_step_s": time_to_first_step(summary),
         "trainer_nodes": summary.trainer_nodes,
         "retrieval_actors": summary.actors,
+        "export": summary.export,
         "history": history,
     }
     (summary.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

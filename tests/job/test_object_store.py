@@ -183,3 +183,21 @@ def test_train_from_the_bucket_publish_to_it_and_resume_from_it(s3, tmp_path):
     second = train(6)
     assert second["resumed_from_step"] == 4
     assert second["steps"] == 6
+
+
+def test_export_reads_the_bucket_and_uploads_a_self_contained_directory(s3):
+    from rag_job.cli import main
+
+    code = main(
+        [
+            "export",
+            "--model", f"s3://{BUCKET}/models/rag",
+            "--kb", f"s3://{BUCKET}/kb",
+            "--out", f"s3://{BUCKET}/exported",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    names = set(file_sizes(f"s3://{BUCKET}/exported"))
+    assert {"config.json", "model.safetensors", "index.faiss", "README.md"} <= names
+    assert any(name.startswith("passages/") for name in names)
+    assert any(name.startswith("generator_tokenizer/") for name in names)

@@ -39,8 +39,11 @@ def make_config(tiny_assets, tmp_path, name: str, **overrides) -> JobConfig:
         "output_dir": str(tmp_path / "out"),
     }
     for dotted, value in overrides.items():
-        section, key = dotted.split("__")
-        raw[section][key] = value
+        section, _, key = dotted.partition("__")
+        if key:
+            raw[section][key] = value
+        else:
+            raw[section] = value
     return JobConfig.from_dict(raw)
 
 
@@ -69,9 +72,14 @@ def test_two_workers_train_and_the_loss_falls(ray_cluster, tiny_assets, tmp_path
 def test_rag_sequence_trains_and_the_loss_falls(ray_cluster, tiny_assets, tmp_path):
     from rag_job.train.driver import run_training
 
-    config = make_config(tiny_assets, tmp_path, "sequence", model__type="rag_sequence")
+    config = make_config(
+        tiny_assets, tmp_path, "sequence", model__type="rag_sequence", export_knowledge_base="never"
+    )
     losses = _losses(run_training(config))
     assert losses[-1] < 0.92 * losses[0], losses
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["export"] == {"written": False, "reason": "export_knowledge_base is never"}
+    assert not (tmp_path / "out" / "export").exists()
 
 
 def test_final_model_loads_in_plain_transformers_and_generates(ray_cluster, tiny_assets, tmp_path):
@@ -94,6 +102,17 @@ def test_final_model_loads_in_plain_transformers_and_generates(ray_cluster, tiny
     inputs = tokenizer.question_encoder(["What is the capital of France?"], return_tensors="pt")
     generated = model.generate(input_ids=inputs["input_ids"], max_new_tokens=5)
     assert generated.shape[0] == 1
+
+    # The self-contained export beside it (a small knowledge base: written by default) loads
+    # after a move, from the files inside it alone.
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["export"]["written"] is True
+    moved = tmp_path / "moved-export"
+    (tmp_path / "out" / "export").rename(moved)
+    retriever = RagRetriever.from_pretrained(
+        str(moved), index_name="custom", passages_path=f"{moved}/passages", index_path=f"{moved}/index.faiss"
+    )
+    model = RagTokenForGeneration.from_pretrained(str(moved), retriever=retriever)
+    assert model.generate(input_ids=inputs["input_ids"], max_new_tokens=5).shape[0] == 1
 
 
 def test_run_killed_after_a_checkpoint_resumes_at_the_saved_step_and_completes(
