@@ -19,6 +19,7 @@ import numpy as np
 import ray
 
 from rag_job.config import RETRIEVAL_NAMESPACE, RETRIEVAL_RESOURCE, actor_name
+from rag_job.retrieval.metrics import ActorMetrics
 from rag_job.storage import is_uri
 
 #: Latency samples kept per actor for p50/p95.
@@ -79,6 +80,9 @@ class RetrievalActor:
         self._searches = 0
         self.started_unix = time.time()
         self.incarnation = ray.get_runtime_context().get_actor_id()
+        name = ray.get_runtime_context().get_actor_name() or f"unnamed-shard{shard}"
+        self.metrics = ActorMetrics(name.rsplit("-shard", 1)[0], shard, name)
+        self.metrics.loaded(self.searcher.end - self.searcher.start, self.searcher.meta.created_unix)
 
     def search(
         self, queries: np.ndarray, k: int, with_embeddings: bool = True
@@ -101,15 +105,19 @@ class RetrievalActor:
         with self._lock:
             backlog = self._in_flight
             self._in_flight += 1
+        self.metrics.started(backlog + 1)
         started = time.perf_counter()
         try:
             self._serve_until_done(request)
         finally:
+            elapsed = time.perf_counter() - started
             with self._lock:
                 self._in_flight -= 1
                 self._calls += 1
                 self._queries += len(queries)
-                self._latencies.append(time.perf_counter() - started)
+                self._latencies.append(elapsed)
+                in_flight = self._in_flight
+            self.metrics.served(len(queries), elapsed * 1000, in_flight)
         if request.error is not None:
             raise request.error
         scores, ids, embeds = request.result

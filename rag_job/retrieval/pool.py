@@ -26,6 +26,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from rag_job.config import RETRIEVAL_NAMESPACE, actor_name
+from rag_job.retrieval.metrics import ClientMetrics
 from rag_job.retrieval.searcher import EmbeddingTable, merge_top_k
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class RetrievalPool:
         self.retries = 0
         self._embeddings: EmbeddingTable | None = None
         self._embeddings_checked = False
+        self._metrics = ClientMetrics(spec.name_prefix)
 
     def __deepcopy__(self, memo: dict) -> RetrievalPool:
         """A pool is a connection to shared actors: copies share it (transformers deep-copies the
@@ -225,6 +227,7 @@ class RetrievalPool:
                     time.sleep(0.2)
                 with self._lock:
                     self.retries += 1
+                self._metrics.retried(shard)
                 logger.warning(
                     "retrieval actor %s failed (%s); retrying", self._replicas[shard][replica].name, err
                 )
@@ -242,6 +245,7 @@ class RetrievalPool:
         if not remote_embeds:
             merged = (merged[0], merged[1], embeddings.take(merged[1]))
         self.call_latencies_ms.append((time.perf_counter() - started) * 1000)
+        self._metrics.call(self.call_latencies_ms[-1])
         return merged
 
     def client_stats(self) -> list[dict]:
