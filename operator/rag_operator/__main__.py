@@ -122,6 +122,9 @@ def run(
     liveness_port: Annotated[
         int, typer.Option(min=1, max=65535, metavar="PORT", help="Serves GET /healthz.")
     ] = 8080,
+    metrics_port: Annotated[
+        int, typer.Option(min=0, max=65535, metavar="PORT", help="Serves GET /metrics (Prometheus); 0: off.")
+    ] = 9090,
     peering: Annotated[
         str | None,
         typer.Option(metavar="NAME", help="kopf peering object name; default rag-finetune-operator."),
@@ -151,6 +154,7 @@ def run(
         peering=peering,
         priority=priority,
         liveness_port=liveness_port,
+        metrics_port=metrics_port,
         debug=verbose or level == "DEBUG",
         quiet=level in ("WARNING", "ERROR", "CRITICAL"),
     )

@@ -13,7 +13,9 @@ from typing import Any
 
 import kopf
 
+from . import metrics
 from .common import names
+from .common.kube import RFJ, RRC
 from .finetunejob import controller as finetunejob_controller
 from .retrievalcluster import controller as retrievalcluster_controller
 
@@ -41,6 +43,18 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         memo.core = client.CoreV1Api()
 
 
+@kopf.on.event(*RFJ)
+def track_job_phase(event: dict[str, Any], body: Any, **_: Any) -> None:
+    """Jobs by phase for /metrics (every replica counts; see rag_operator.metrics)."""
+    metrics.PHASES.seen("ragfinetunejob", event.get("type"), body)
+
+
+@kopf.on.event(*RRC)
+def track_cluster_phase(event: dict[str, Any], body: Any, **_: Any) -> None:
+    """Retrieval clusters by phase for /metrics."""
+    metrics.PHASES.seen("ragretrievalcluster", event.get("type"), body)
+
+
 def run(
     namespaces: list[str],
     *,
@@ -50,9 +64,11 @@ def run(
     liveness_port: int,
     debug: bool,
     quiet: bool,
+    metrics_port: int = 0,
 ) -> None:
     """Run every controller until stopped (`python -m rag_operator run`)."""
     kopf.configure(debug=debug, quiet=quiet)
+    metrics.serve(metrics_port)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,

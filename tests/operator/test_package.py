@@ -42,11 +42,15 @@ def test_run_passes_namespaces_liveness_and_peering_to_kopf(monkeypatch: pytest.
 def test_run_defaults_to_all_namespaces_port_8080_and_the_operator_peering(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from rag_operator import metrics
+
     seen: dict[str, Any] = {}
     monkeypatch.setattr(kopf, "run", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(metrics, "serve", lambda port: seen.update(metrics_port=port))
     cli.main(["run"])
     assert seen["clusterwide"] is True and seen["namespaces"] == []
     assert seen["liveness_endpoint"].endswith(":8080/healthz")
+    assert seen["metrics_port"] == 9090
     assert seen["peering_name"] == "rag-finetune-operator"
     first = seen["priority"]
     cli.main(["run"])

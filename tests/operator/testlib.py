@@ -185,7 +185,7 @@ class FakeCustomObjectsApi:
 
 
 class FakeCoreV1Api:
-    """Records events (CoreV1Event models, as the real client receives them) and lists `pods`."""
+    """Records events (the bodies the real client would send) and lists `pods`."""
 
     def __init__(self) -> None:
         from kubernetes.client import ApiClient

@@ -156,7 +156,6 @@ def owned_by(obj: dict[str, Any], uid: str | None, kind: str) -> bool:
 
 def post_event(memo: Any, obj: Any, event: Event, stamp: str) -> None:
     """A core/v1 Event on one of our resources; failing to post never fails the handler."""
-    from kubernetes.client import CoreV1Event
 
     meta = obj["metadata"]
     body = {
@@ -180,6 +179,7 @@ def post_event(memo: Any, obj: Any, event: Event, stamp: str) -> None:
         "count": 1,
     }
     try:
-        memo.core.create_namespaced_event(meta["namespace"], CoreV1Event.from_dict(body))
+        # A plain dict goes over the wire as written (camelCase), with every client version.
+        memo.core.create_namespaced_event(meta["namespace"], body)
     except ApiException as err:
         logging.getLogger(__name__).warning("could not post event %s: %s", event.reason, err.reason)

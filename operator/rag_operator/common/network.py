@@ -2,7 +2,7 @@
 workers, the client port 10001) only for the pods of the same job or retrieval cluster, and the
 dashboard with its job-submission API (8265) also for the KubeRay operator (which submits and polls
 jobs through it), for our operator (which reads a retrieval cluster's actors) and for peers the
-user lists. Egress stays open (model hubs, object stores and the API server are the user's choice)."""
+user lists, which also reach Ray's metrics port (8080) for scraping. Egress stays open (model hubs, object stores and the API server are the user's choice)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from .models import SecuritySpec
 from .names import LABEL_NAME, OPERATOR_NAME
 
 DASHBOARD_PORT = 8265
+#: KubeRay's default `metrics-export-port` on every Ray pod (container port "metrics"): what a
+#: PodMonitor in a namespace listed in dashboardPeers scrapes.
+METRICS_PORT = 8080
 #: The label the KubeRay Helm chart puts on its operator pods.
 KUBERAY_OPERATOR_PODS = {LABEL_NAME: "kuberay-operator"}
 #: The label our chart puts on the operator pods.
@@ -45,10 +48,20 @@ def render_network_policy(
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"from": [{"podSelector": {"matchLabels": dict(pods)}}]},
-                {
-                    "from": in_any_namespace + [dict(peer) for peer in security.dashboard_peers],
-                    "ports": [{"protocol": "TCP", "port": DASHBOARD_PORT}],
-                },
+                {"from": in_any_namespace, "ports": [{"protocol": "TCP", "port": DASHBOARD_PORT}]},
+                *(
+                    [
+                        {
+                            "from": [dict(peer) for peer in security.dashboard_peers],
+                            "ports": [
+                                {"protocol": "TCP", "port": DASHBOARD_PORT},
+                                {"protocol": "TCP", "port": METRICS_PORT},
+                            ],
+                        }
+                    ]
+                    if security.dashboard_peers
+                    else []
+                ),
             ],
         },
     }

@@ -39,6 +39,7 @@ from ..common.manifests import manifest_of, plain
 from ..common.pods import TRAINER_GROUP
 from ..common.reconcile import invalid_spec, valid_spec
 from ..common.scheduling import PODS_SCHEDULED, scheduling
+from ..metrics import measured
 from ..retrievalcluster.spec import parse_rrc_spec
 from ..retrievalcluster.status import READY as CLUSTER_READY
 from ..retrievalcluster.status import is_ready
@@ -69,6 +70,7 @@ _PRE_RAYJOB_REASONS = (
 @kopf.on.resume(*RFJ)
 @kopf.on.create(*RFJ)
 @kopf.on.update(*RFJ, field="spec")
+@measured("ragfinetunejob")
 def reconcile(body: Any, memo: Any, patch: Any, logger: Any = None, **_: Any) -> None:
     """Validate the spec, make sure the RayJob exists (once), apply `suspend`, reject the rest."""
     meta = body["metadata"]
@@ -237,6 +239,7 @@ def _apply_spec_change(
 
 
 @kopf.on.event(*RAYJOB, labels={names.LABEL_MANAGED_BY: names.OPERATOR_NAME})
+@measured("ragfinetunejob")
 def mirror_rayjob(event: dict[str, Any], body: Any, memo: Any, logger: Any = None, **_: Any) -> None:
     """Copy the RayJob's status into its owner's status; post an event on each phase change."""
     owner = _owner_name(body)
@@ -274,6 +277,7 @@ def _has_live_pods(status: Any, **_: Any) -> bool:
 
 
 @kopf.timer(*RFJ, interval=SCHEDULING_POLL_SECONDS, when=_has_live_pods)
+@measured("ragfinetunejob")
 def report_scheduling(body: Any, memo: Any, **_: Any) -> None:
     """Set PodsScheduled from the job's pods, so a group that fits no node says why in our status.
 

@@ -39,6 +39,7 @@ from ..common.kube import (
 from ..common.manifests import manifest_of, plain
 from ..common.reconcile import invalid_spec, valid_spec
 from ..common.scheduling import scheduling
+from ..metrics import measured
 from . import actors, status
 from .render import cluster_for, render_cluster_network_policy
 from .spec import parse_rrc_spec
@@ -52,6 +53,7 @@ OWNED = {names.LABEL_RETRIEVAL_CLUSTER: kopf.PRESENT}
 @kopf.on.resume(*RRC)
 @kopf.on.create(*RRC)
 @kopf.on.update(*RRC, field="spec")
+@measured("ragretrievalcluster")
 def reconcile_cluster(body: Any, memo: Any, patch: Any, **_: Any) -> None:
     """Validate, create the RayCluster and the service RayJob once, report the layout."""
     meta = body["metadata"]
@@ -149,12 +151,14 @@ def _spec_change(
 
 
 @kopf.on.event(*RAYCLUSTER, labels=OWNED)
+@measured("ragretrievalcluster")
 def on_raycluster(body: Any, memo: Any, **_: Any) -> None:
     """A change of the RayCluster (pods ready, state) may change Ready."""
     refresh(memo, body["metadata"]["namespace"], body["metadata"]["labels"][names.LABEL_RETRIEVAL_CLUSTER])
 
 
 @kopf.on.event(*RAYJOB, labels=OWNED)
+@measured("ragretrievalcluster")
 def on_service_rayjob(body: Any, memo: Any, **_: Any) -> None:
     """The service RayJob's jobStatus (RUNNING once the actors are being started) may change Ready."""
     cluster = body["metadata"]["labels"][names.LABEL_RETRIEVAL_CLUSTER]
@@ -163,6 +167,7 @@ def on_service_rayjob(body: Any, memo: Any, **_: Any) -> None:
 
 
 @kopf.timer(*RRC, interval=POLL_SECONDS, initial_delay=POLL_SECONDS)
+@measured("ragretrievalcluster")
 def poll_actors(body: Any, memo: Any, **_: Any) -> None:
     """Read the actors from the dashboard (nothing notifies us when one dies or finishes loading)."""
     refresh(memo, body["metadata"]["namespace"], body["metadata"]["name"], read_actors=True)
@@ -239,6 +244,7 @@ def _recreate_service(memo: Any, rrc: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @kopf.on.delete(*RRC)
+@measured("ragretrievalcluster")
 def guard_deletion(body: Any, memo: Any, patch: Any, **_: Any) -> None:
     """Keep the finalizer (retry later) while unfinished RagFinetuneJobs reference this cluster."""
     meta = body["metadata"]

@@ -94,7 +94,12 @@ def test_the_network_policy_admits_the_jobs_pods_and_only_the_operators_to_the_d
     }
     extra = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     relaxed = render.parse_spec({**doc["spec"], "security": {"dashboardPeers": [extra]}})
-    assert extra in render.render_job_network_policy("x", None, relaxed)["spec"]["ingress"][1]["from"]
+    peers = render.render_job_network_policy("x", None, relaxed)["spec"]["ingress"][2]
+    # A listed peer (a monitoring namespace) reaches the dashboard and Ray's metrics port, no more.
+    assert peers == {
+        "from": [extra],
+        "ports": [{"protocol": "TCP", "port": 8265}, {"protocol": "TCP", "port": 8080}],
+    }
     off = render.parse_spec({**doc["spec"], "security": {"networkPolicy": False}})
     assert render.render_job_network_policy("x", None, off) is None
 

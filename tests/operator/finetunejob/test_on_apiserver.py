@@ -110,11 +110,22 @@ class Operator:
 
     def __init__(self, plane: ControlPlane, *args: str) -> None:
         self.port = free_port()
+        self.metrics_port = free_port()
         self.log = Path(plane.directory) / f"rag-operator-{self.port}.log"
         env = dict(_COLLECTED_ENV, KUBECONFIG=str(plane.kubeconfig))
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "rag_operator", "run", "--liveness-port", str(self.port), *args],
+                [
+                    sys.executable,
+                    "-m",
+                    "rag_operator",
+                    "run",
+                    "--liveness-port",
+                    str(self.port),
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    *args,
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -342,6 +353,64 @@ def test_an_invalid_resource_gets_an_invalid_condition_and_no_rayjob(
     assert condition(job, "Invalid")["status"] == "True"
     assert "spec.retrieval.indexSize" in condition(job, "Invalid")["message"]
     assert get(plane, f"{RAYJOBS}/rfj-invalid") is None
+
+
+def scrape_operator(op: Operator) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the operator's /metrics, keyed by (name, sorted labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def metric(samples: dict, name: str, **labels: str) -> float:
+    """The sum of `name` over the samples whose labels include `labels`."""
+    wanted = set(labels.items())
+    return sum(value for (n, have), value in samples.items() if n == name and wanted <= set(have))
+
+
+def test_the_operator_serves_its_reconciles_and_the_jobs_by_phase_on_metrics(
+    plane: ControlPlane, operator: Operator
+) -> None:
+    def reconciles(result: str) -> float:
+        return metric(
+            scrape_operator(operator), "rag_operator_reconciles_total", handler="reconcile", result=result
+        )
+
+    def jobs(samples: dict | None = None) -> float:
+        return metric(
+            samples or scrape_operator(operator), "rag_operator_resources", resource="ragfinetunejob"
+        )
+
+    eventually(lambda: scrape_operator(operator), 30, "the operator's /metrics")
+    ok, permanent, watched = reconciles("ok"), reconciles("permanent"), jobs()
+    assert apply(plane, example("cpu", "rfj-metrics"))[0] == 201
+    invalid = example("cpu", "rfj-metrics-invalid")
+    del invalid["spec"]["retrieval"]["indexSize"]  # fails the sizing rule: a PermanentError
+    assert apply(plane, invalid)[0] == 201
+
+    eventually(lambda: reconciles("ok") > ok, 30, "a successful reconcile counted")
+    eventually(lambda: reconciles("permanent") > permanent, 30, "the invalid job's permanent error counted")
+    eventually(lambda: jobs() == watched + 2, 30, "two more jobs watched")
+    samples = eventually(
+        lambda: (
+            (s := scrape_operator(operator))
+            and metric(s, "rag_operator_resources", resource="ragfinetunejob", phase="Failed") >= 1
+            and s
+        ),
+        30,
+        "the invalid job counted as Failed",
+    )
+    assert metric(samples, "rag_operator_reconcile_seconds_count", handler="reconcile") >= 2
+
+    status, _ = plane.api().request("DELETE", f"{RFJS}/rfj-metrics-invalid")
+    assert status == 200
+    eventually(lambda: jobs() == watched + 1, 30, "the deleted job no longer counted")
 
 
 def test_an_operator_restart_creates_no_second_rayjob(plane: ControlPlane) -> None:
