@@ -153,6 +153,7 @@ def test_controller_with_the_deployment_args_joins_peering_and_is_live(cluster: 
     args = list(spec["containers"][0]["args"])
     port = free_port()  # the Deployment's port may be taken on this machine
     args[args.index("--liveness-port") + 1] = str(port)
+    args[args.index("--metrics-port") + 1] = str(free_port())
     log_path = plane.directory / "logs" / "wide-operator.log"
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     with log_path.open("wb") as log:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import NAMESPACE, VALUES_DIR, Render, values_files
+from .conftest import CHART_DIR, NAMESPACE, RELEASE, VALUES_DIR, Render, run_helm, values_files
 from .k8s_schemas import chart_kube_versions, validate_object
 
 CASES = [None, *values_files()]
@@ -68,7 +68,7 @@ def test_default_pod_is_hardened(render: Render) -> None:
 def test_default_liveness_probe_hits_the_controller_health_endpoint(render: Render) -> None:
     container = controller(render())
     probe = container["livenessProbe"]["httpGet"]
-    (port,) = container["ports"]
+    (port,) = [p for p in container["ports"] if p["name"] == "health"]
     assert probe["path"] == "/healthz"
     assert probe["port"] == port["name"] and port["containerPort"] == 8080
     assert container["args"][:3] == ["run", "--liveness-port", "8080"]
@@ -169,8 +169,8 @@ def test_log_level_and_probe_port_reach_the_container(render: Render) -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert "--verbose" in container["args"]
     assert env["HTTPS_PROXY"] == "http://proxy.example.com:3128"
-    assert container["args"][:3] == ["run", "--liveness-port", "9090"]
-    assert container["ports"][0]["containerPort"] == 9090
+    assert container["args"][:3] == ["run", "--liveness-port", "8081"]
+    assert container["ports"][0]["containerPort"] == 8081
     assert container["livenessProbe"]["failureThreshold"] == 5
 
 
@@ -214,3 +214,56 @@ def test_container_args_parse_with_the_controller_cli(
         assert {p["metadata"]["name"] for p in peerings} == {seen["peering"]}
     listed = (yaml.safe_load(values.read_text()) if values else {}).get("watchNamespaces", [])
     assert seen["namespaces"] == listed
+
+
+def test_metrics_port_reaches_the_container_and_its_service(render: Render) -> None:
+    objs = render()
+    container = controller(objs)
+    args = container["args"]
+    assert args[args.index("--metrics-port") + 1] == "9090"
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    (service,) = by_kind(objs, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    pod_labels = deployment(objs)["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_metrics_and_health_on_one_port_are_refused(helm_bin: Path) -> None:
+    proc = run_helm(helm_bin, "template", RELEASE, str(CHART_DIR), "--set", "metrics.port=8080")
+    assert proc.returncode != 0
+    assert "metrics.port (8080) must differ from livenessProbe.port" in proc.stderr
+
+
+def test_metrics_off_renders_no_port_and_no_service(render: Render) -> None:
+    objs = render(None, "metrics.port=0")
+    assert not by_kind(objs, "Service")
+    assert all(port["name"] != "metrics" for port in controller(objs)["ports"])
+
+
+def test_the_service_monitor_renders_only_where_its_api_is_served(helm_bin: Path) -> None:
+    """Without prometheus-operator's CRDs a ServiceMonitor would fail the install ("no matches for
+    kind"), so it is rendered only when the cluster serves monitoring.coreos.com/v1."""
+
+    base = [
+        "template",
+        RELEASE,
+        str(CHART_DIR),
+        "--namespace",
+        NAMESPACE,
+        "--values",
+        str(VALUES_DIR / "metrics.yaml"),
+    ]
+    without = run_helm(helm_bin, *base)
+    assert without.returncode == 0, without.stderr
+    assert "kind: ServiceMonitor" not in without.stdout
+    served = run_helm(helm_bin, *base, "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
+    assert served.returncode == 0, served.stderr
+    objs = [o for o in yaml.safe_load_all(served.stdout) if o]
+    (monitor,) = by_kind(objs, "ServiceMonitor")
+    (service,) = by_kind(objs, "Service")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+    assert service["spec"]["ports"][0]["port"] == 9191

@@ -109,7 +109,7 @@ def operator_running(
     """
     log = plane.directory / "logs" / f"{name}.log"
     argv = [sys.executable, "-m", "rag_operator", "run", *args, "--namespace", watch]
-    argv += ["--liveness-port", str(free_port())]
+    argv += ["--liveness-port", str(free_port()), "--metrics-port", str(free_port())]
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "RAG_OPERATOR_LOG_LEVEL": "debug"}
     with log.open("wb") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
