@@ -164,6 +164,12 @@ class TrainingConfig(_Strict):
         ge=1,
         description="Report metrics to Ray Train and the log every N steps (each step is kept).",
     )
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list,
+        description="Experiment trackers the driver logs every step, the evaluations and this config to "
+        "when training ends: tensorboard (output_dir/tensorboard), mlflow (MLFLOW_TRACKING_URI, else "
+        "output_dir/mlflow.db), wandb (WANDB_MODE, else offline in output_dir/wandb).",
+    )
 
     @model_validator(mode="after")
     def _one_stopping_rule(self) -> TrainingConfig:

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import settings
 
 from rag_job.config import RETRIEVAL_RESOURCE, TRAINER_RESOURCE
 
@@ -23,6 +24,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+# Property tests draw the same examples on every run, so `make test` passes or fails the same way
+# on every machine; HYPOTHESIS_PROFILE=explore draws new ones (what to run when hunting bugs).
+settings.register_profile("repeatable", derandomize=True, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,20 @@ pydantic models); do not edit by hand. `spec.job` holds the job's own config key
 """
 
 
+#: Fields that hold a Kubernetes API type: one row each, pointing at the Kubernetes reference (the
+#: CRD carries their full schema, and the operator checks them with the API server's rules).
+KUBERNETES_TYPES = {
+    "affinity": (
+        "Affinity",
+        "https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#scheduling",
+    ),
+    "dashboardPeers": (
+        "NetworkPolicyPeer",
+        "https://kubernetes.io/docs/reference/kubernetes-api/policy-resources/network-policy-v1/",
+    ),
+}
+
+
 def _type(schema: dict[str, Any]) -> str:
     kind = schema.get("type", "object" if schema.get("x-kubernetes-preserve-unknown-fields") else "any")
     if schema.get("x-kubernetes-int-or-string"):
@@ -44,7 +58,13 @@ def _constraints(schema: dict[str, Any]) -> str:
 def _rows(schema: dict[str, Any], path: str, required: bool) -> list[str]:
     description = " ".join(str(schema.get("description", "")).split()).replace("|", "\\|")
     constraints = _constraints(schema).replace("|", "\\|")
-    rows = [f"| `{path}` | {_type(schema)} | {'yes' if required else ''} | {constraints} | {description} |"]
+    kind = _type(schema)
+    kube_type = KUBERNETES_TYPES.get(path.rsplit(".", 1)[-1])
+    if kube_type is not None:
+        name, url = kube_type
+        kind = kind.replace("object", f"Kubernetes [{name}]({url})")
+        return [f"| `{path}` | {kind} | {'yes' if required else ''} | {constraints} | {description} |"]
+    rows = [f"| `{path}` | {kind} | {'yes' if required else ''} | {constraints} | {description} |"]
     needed = set(schema.get("required", []))
     for name, child in (schema.get("properties") or {}).items():
         rows.extend(_rows(child, f"{path}.{name}", name in needed))

@@ -19,6 +19,7 @@ from pathlib import Path
 from rag_job.config import TRAINER_RESOURCE, JobConfig
 from rag_job.knowledge.layout import load_meta
 from rag_job.storage import is_uri, publish, ray_storage, staging_dir
+from rag_job.train.tracking import log_run
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     )
     summary.export = export
     write_metrics(summary, state)
+    log_run(config, output_dir, summary.history, state.get("eval", {}))  # training.report_to
     if publish_to:
         summary.published_to = publish_to
         summary.metrics["publish_seconds"] = publish(output_dir, publish_to)

@@ -22,6 +22,7 @@ from rag_job.knowledge.layout import KnowledgeBaseLayoutError, KnowledgeBaseMeta
 from rag_job.storage import exists as storage_exists
 from rag_job.storage import fetch, file_sizes, is_uri, join, probe_writable, read_text
 from rag_job.train.data import read_examples
+from rag_job.train.tracking import problems as tracking_problems
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,8 @@ def check_before_cluster_work(config: JobConfig) -> list[str]:
     check_data(config, result)
     check_writable("checkpoint.storage_path", config.checkpoint.storage_path, result)
     check_writable("output_dir", config.output_dir, result)
+    for message in tracking_problems(config.training.report_to):
+        result.problem("training.report_to", message)
     result.raise_for_problems()
     for note in result.notes:
         logger.warning("pre-flight: %s", note)

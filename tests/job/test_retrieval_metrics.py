@@ -4,6 +4,7 @@ they run on (what a PodMonitor scrapes on a retrieval pod)."""
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 
 import numpy as np
@@ -87,19 +88,32 @@ def test_the_client_exports_its_call_latency_and_retries(
     pool = pool_factory(tiny_assets.kb_flat_2shards, replicas=1, shards=2)
     pool_name = pool.spec.name_prefix
     queries = np.ascontiguousarray(question_vectors[:2])
+    searches = 0
     for _ in range(4):
         pool.search(queries, k=3)
-    ray.kill(pool.actors()[0][1], no_restart=False)  # shard 0's only replica: Ray restarts it
-    pool.search(queries, k=3)  # retried until the restarted actor answers
+        searches += 1
+    # ray.kill is asynchronous: a search sent at once may still be answered by the dying actor, so
+    # kill and search until the pool has seen a failure (each kill is restarted by Ray).
+    for _ in range(5):
+        ray.kill(pool.actors()[0][1], no_restart=False)  # shard 0's only replica
+        time.sleep(0.5)
+        pool.search(queries, k=3)  # retried until the restarted actor answers
+        searches += 1
+        if pool.retries:
+            break
+    retried = pool.retries
+    assert retried >= 1, "five kills of shard 0's actor and no search saw it fail"
     everywhere = frozenset(node["NodeID"] for node in ray.nodes())
 
     def exported():
         samples = scrape(everywhere)
         latency = series_of(samples, "ray_rag_retrieval_client_call_latency_ms_count", pool_name)
         retries = series(samples, "ray_rag_retrieval_client_retries_total", pool_name)
-        return (latency, retries) if latency == 5 and retries.get("0", 0) >= 1 else None
+        return (latency, retries) if latency == searches and retries.get("0") == retried else None
 
-    _, retries = eventually(exported, timeout=60, what="5 client calls and a retry exported")
+    _, retries = eventually(
+        exported, timeout=90, what=f"{searches} client calls and {retried} retries exported"
+    )
     assert "1" not in retries, "shard 1's actor never failed"
 
 

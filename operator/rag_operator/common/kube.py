@@ -21,7 +21,6 @@ RRC: Resource = (names.GROUP, names.VERSION, names.RRC_PLURAL)
 RAYJOB: Resource = (names.RAY_GROUP, names.RAY_VERSION, names.RAYJOB_PLURAL)
 RAYCLUSTER: Resource = (names.RAY_GROUP, names.RAY_VERSION, names.RAYCLUSTER_PLURAL)
 NETWORKPOLICY: Resource = ("networking.k8s.io", "v1", "networkpolicies")
-MERGE_PATCH = "application/merge-patch+json"
 #: API answers that retrying the same create cannot change: bad request, forbidden (RBAC, quota,
 #: admission policy), missing API, invalid object.
 _REJECTED = frozenset({400, 403, 404, 422})
@@ -109,11 +108,13 @@ def ensure_owned(memo: Any, resource: Resource, owner: Any, obj: dict[str, Any] 
 
 
 def patch_status(memo: Any, resource: Resource, namespace: str, name: str, body: dict[str, Any]) -> None:
-    """A merge patch of the status subresource (`body` holds `status`, maybe a resourceVersion)."""
+    """A merge patch of the status subresource (`body` holds `status`, maybe a resourceVersion).
+
+    The client sends a dict body to a custom object's PATCH as a JSON merge patch; the
+    `_content_type` override some client versions accept is refused by others (35.x).
+    """
     group, version, plural = resource
-    memo.custom.patch_namespaced_custom_object_status(
-        group, version, namespace, plural, name, body, _content_type=MERGE_PATCH
-    )
+    memo.custom.patch_namespaced_custom_object_status(group, version, namespace, plural, name, body)
 
 
 def update_status(

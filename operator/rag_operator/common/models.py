@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from .k8s_objects import MAX_PEERS, Affinity, K8sModel, NetworkPolicyPeer
 from .k8s_types import (
     DnsSubdomain,
     EnvVarName,
@@ -43,56 +43,32 @@ CpuQuantity = Annotated[
     BeforeValidator(_quantity),
     WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
 ]
-_LOOSE = {"x-kubernetes-preserve-unknown-fields": True}
-_AFFINITY_KEYS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
 
 
-def _affinity(value: Any) -> Any:
-    """An Affinity object: its three known keys, each an object (their insides are the API server's)."""
-    if not isinstance(value, dict):
-        raise ValueError("must be a Kubernetes Affinity object, e.g. {nodeAffinity: {...}}")
-    unknown = sorted(set(value) - set(_AFFINITY_KEYS))
-    if unknown:
-        raise ValueError(f"unknown keys {unknown}: an Affinity has only {', '.join(_AFFINITY_KEYS)}")
-    for key, sub in value.items():
-        if not isinstance(sub, dict):
-            raise ValueError(f"{key} must be an object")
-    return value
-
-
-Affinity = Annotated[dict[str, Any], BeforeValidator(_affinity), Field(json_schema_extra=_LOOSE)]
-_PEER_KEYS = ("podSelector", "namespaceSelector", "ipBlock")
-
-
-def _peer(value: Any) -> Any:
-    """A NetworkPolicyPeer: podSelector and/or namespaceSelector, or an ipBlock."""
-    if not isinstance(value, dict) or not value or set(value) - set(_PEER_KEYS):
-        raise ValueError(f"must be a NetworkPolicyPeer with keys among {', '.join(_PEER_KEYS)}")
-    return value
-
-
-NetworkPeer = Annotated[dict[str, Any], BeforeValidator(_peer), Field(json_schema_extra=_LOOSE)]
-
-
-class K8sModel(BaseModel):
-    """camelCase keys, unknown keys rejected (a typo must not be silently dropped), finite numbers."""
-
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, allow_inf_nan=False
-    )
+#: null for a list or map of Kubernetes objects means none, as in a pod spec (and the API server
+#: prunes a null in our resources before the operator sees it).
+_NULL_IS_NO_ITEMS = BeforeValidator(lambda value: [] if value is None else value)
+_NULL_IS_NO_KEYS = BeforeValidator(lambda value: {} if value is None else value)
 
 
 class Toleration(K8sModel):
     """A Kubernetes Toleration (the fields a pod spec accepts)."""
 
     key: QualifiedName | None = Field(default=None, description="Taint key; empty with Exists matches all.")
-    operator: Literal["Exists", "Equal"] = Field(default="Equal")
+    operator: Literal["Exists", "Equal", ""] = Field(default="Equal", description="Empty means Equal.")
     value: LabelValue | None = Field(default=None, description="Taint value (with Equal).")
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(default=None)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute", ""] | None = Field(
+        default=None, description="Empty: every effect."
+    )
     toleration_seconds: Int64 | None = Field(default=None, ge=0, description="With NoExecute only.")
 
     @model_validator(mode="after")
     def _consistent(self) -> Toleration:
+        if not self.key and self.operator != "Exists":
+            raise ValueError(
+                "operator must be Exists when key is empty (that tolerates every taint), "
+                "e.g. {operator: Exists} or {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}"
+            )
         if self.operator == "Exists" and self.value:
             raise ValueError("value must be empty when operator is Exists")
         if self.toleration_seconds is not None and self.effect != "NoExecute":
@@ -103,11 +79,17 @@ class Toleration(K8sModel):
 class Placement(K8sModel):
     """Where a group's pods may run."""
 
-    node_selector: dict[QualifiedName, LabelValue] = Field(
+    node_selector: Annotated[dict[QualifiedName, LabelValue], _NULL_IS_NO_KEYS] = Field(
         default_factory=dict, max_length=64, description="Pod nodeSelector (label keys and values)."
     )
-    tolerations: list[Toleration] = Field(default_factory=list, description="Pod tolerations.")
-    affinity: Affinity | None = Field(default=None, description="Pod affinity (Kubernetes Affinity object).")
+    tolerations: Annotated[list[Toleration], _NULL_IS_NO_ITEMS] = Field(
+        default_factory=list, description="Pod tolerations."
+    )
+    affinity: Affinity | None = Field(
+        default=None,
+        description="Pod affinity: a Kubernetes Affinity (nodeAffinity, podAffinity, podAntiAffinity), "
+        "checked with the API server's rules.",
+    )
 
 
 class HeadSpec(Placement):
@@ -256,8 +238,9 @@ class SecuritySpec(K8sModel):
         description="Create a NetworkPolicy that admits only the job's own pods to its Ray ports, and the "
         "KubeRay and rag-finetune operators to the dashboard (8265).",
     )
-    dashboard_peers: list[NetworkPeer] = Field(
+    dashboard_peers: Annotated[list[NetworkPolicyPeer], _NULL_IS_NO_ITEMS] = Field(
         default_factory=list,
+        max_length=MAX_PEERS,
         description="Extra NetworkPolicy peers (podSelector / namespaceSelector / ipBlock) allowed to reach the "
         "dashboard, e.g. a monitoring namespace.",
     )

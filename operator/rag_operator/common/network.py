@@ -52,7 +52,7 @@ def render_network_policy(
                 *(
                     [
                         {
-                            "from": [dict(peer) for peer in security.dashboard_peers],
+                            "from": [peer.to_kube() for peer in security.dashboard_peers],
                             "ports": [
                                 {"protocol": "TCP", "port": DASHBOARD_PORT},
                                 {"protocol": "TCP", "port": METRICS_PORT},

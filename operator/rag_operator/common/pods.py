@@ -122,8 +122,9 @@ def pod_template(
             pod_spec["tolerations"] = [
                 t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in placement.tolerations
             ]
-        if placement.affinity:
-            pod_spec["affinity"] = dict(placement.affinity)
+        affinity = placement.affinity.to_kube() if placement.affinity is not None else {}
+        if affinity:
+            pod_spec["affinity"] = affinity
     pod_labels = {**labels, LABEL_COMPONENT: group, LABEL_GROUP: group}
     return {"metadata": {"labels": pod_labels}, "spec": pod_spec}
 

@@ -18,7 +18,6 @@ from ..common.changes import rejected_changes_of
 from ..common.conditions import SPEC_CHANGE_REJECTED, Event, condition_status, find_condition, set_condition
 from ..common.errors import SpecError
 from ..common.kube import (
-    MERGE_PATCH,
     NETWORKPOLICY,
     RAYJOB,
     RFJ,
@@ -227,8 +226,7 @@ def _apply_spec_change(
             meta["namespace"],
             RAYJOB[2],
             meta["name"],
-            {"spec": {"suspend": want}},
-            _content_type=MERGE_PATCH,
+            {"spec": {"suspend": want}},  # a dict body: sent as a merge patch
         )
         reason = "Suspending" if want else "Resuming"
         post_event(memo, body, Event("Normal", reason, f"{reason} RayJob {meta['name']}"), stamp)

@@ -151,7 +151,7 @@ def parse_spec(raw: Any) -> RagFinetuneJobSpec:
     try:
         return RagFinetuneJobSpec.model_validate(raw)
     except ValidationError as err:
-        raise spec_error(err, hints=_LAYOUT_HINTS) from err
+        raise spec_error(err, hints=_LAYOUT_HINTS, model=RagFinetuneJobSpec) from err
 
 
 #: Keys a job YAML may hold that the cluster layout owns on Kubernetes: say where they went.

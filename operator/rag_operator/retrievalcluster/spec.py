@@ -90,7 +90,7 @@ def parse_rrc_spec(raw: object) -> RagRetrievalClusterSpec:
     try:
         return RagRetrievalClusterSpec.model_validate(raw)
     except ValidationError as err:
-        raise spec_error(err) from err
+        raise spec_error(err, model=RagRetrievalClusterSpec) from err
 
 
 def cluster_from_manifest(body: dict[str, Any]) -> tuple[str, RagRetrievalClusterSpec]:

@@ -108,18 +108,43 @@ def test_crd_schema_is_structural() -> None:
             assert set(branch) <= {"required"}, f"{path}: oneOf may only carry value validations"
 
 
-def test_only_affinity_and_network_peers_keep_unknown_fields() -> None:
-    """Tolerations are typed (a misspelt key is refused); the insides of an Affinity and of a
-    NetworkPolicy peer are left to the API server (their top-level keys are checked)."""
-    loose = sorted(
+def test_no_field_keeps_unknown_fields_not_even_inside_an_affinity_or_a_network_peer() -> None:
+    """Every node is typed, down to the insides of an Affinity and of a NetworkPolicy peer, so a
+    misspelt key there is refused at `kubectl apply` like anywhere else."""
+    loose = [
         path for path, node in _walk(openapi_schema(), "") if node.get("x-kubernetes-preserve-unknown-fields")
-    )
-    assert loose == [
-        ".spec.head.affinity",
-        ".spec.retrieval.affinity",
-        ".spec.security.dashboardPeers[]",
-        ".spec.trainers.affinity",
     ]
+    assert loose == []
+    for path, node in _walk(openapi_schema(), ""):
+        if path.endswith(".affinity") or path.endswith(".dashboardPeers[]"):
+            assert node["type"] == "object" and node["properties"], path
+
+
+def test_every_list_and_map_on_the_way_to_a_cel_rule_is_bounded() -> None:
+    """The API server refuses a CRD whose CEL rules may cost too much: each map a rule checks
+    (label keys), and each list or map above it, needs maxItems/maxProperties."""
+
+    def walk(node: dict[str, Any], path: str, bounded: bool):
+        bounded = bounded and (
+            node.get("type") not in ("array", "object")
+            or "maxItems" in node
+            or "maxProperties" in node
+            or "properties" in node
+        )
+        yield path, node, bounded
+        for name, child in (node.get("properties") or {}).items():
+            yield from walk(child, f"{path}.{name}", bounded)
+        for key, suffix in (("items", "[]"), ("additionalProperties", "{}")):
+            if isinstance(node.get(key), dict):
+                yield from walk(node[key], path + suffix, bounded)
+
+    ruled = [
+        (path, bounded)
+        for path, node, bounded in walk(openapi_schema(), "", True)
+        if "x-kubernetes-validations" in node
+    ]
+    assert len(ruled) > 10  # every matchLabels and nodeSelector
+    assert [path for path, bounded in ruled if not bounded] == []
 
 
 @pytest.mark.parametrize("which", sorted(EXAMPLES))
@@ -166,6 +191,23 @@ def test_crd_schema_accepts_a_status_the_controller_writes() -> None:
         ("job.model.type", "rag_magic", "is not one of"),
         ("job.scaling", {"num_workers": 2}, "Additional properties"),
         ("rayJob.ttlSecondsAfterFinished", -1, "minimum"),
+        ("trainers.affinity", {"nodeAfinity": {}}, "Additional properties"),
+        (
+            "trainers.affinity",
+            {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "a b"}]}},
+            "does not match",
+        ),
+        (
+            "head.affinity",
+            {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 101, "preference": {}}]
+                }
+            },
+            "maximum",
+        ),
+        ("security.dashboardPeers", [{"ipBlock": {"cidr": "10.0.0.0"}}], "does not match"),
+        ("security.dashboardPeers", [{"ipBlock": {"except": []}}], "'cidr' is a required property"),
     ],
 )
 def test_crd_schema_rejects_bad_values_at_apply_time(path: str, value: Any, complaint: str) -> None:

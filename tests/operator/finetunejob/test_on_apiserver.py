@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,10 +27,14 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from rag_operator.common import names
+from rag_operator.common.errors import SpecError
 from rag_operator.common.sizing import no_kb_metadata
 from rag_operator.finetunejob import render
+from tests.operator.properties import KUBE_FIELDS
 from tests.operator.testlib import EXAMPLES, REPO, load_example
 from tests.polling import eventually
 
@@ -222,6 +227,291 @@ def test_kubectl_apply_of_a_bad_resource_fails_at_the_api_server(
     status, body = apply(plane, doc, dry_run=True)
     assert status in (400, 422), body
     assert complaint in body["message"], body["message"]
+
+
+_MATCH_LABELS = "spec.trainers.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector.matchLabels"
+_NODE_TERM = (
+    "spec.trainers.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+)
+_HOSTNAME = "kubernetes.io/hostname"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field", "complaint"),
+    [
+        ("image", "ghcr.io/org/rag job:1", "spec.image", "should match"),
+        ("image", "ghcr.io/org/rag:1\nx", "spec.image", "should match"),
+        (
+            "secrets",
+            [{"name": "HF_TOKEN", "secretName": "HF-Token", "key": "token"}],
+            "spec.secrets[0].secretName",
+            "should match",
+        ),
+        (
+            "secrets",
+            [{"name": "HF_TOKEN", "secretName": "hf_token", "key": "token"}],
+            "spec.secrets[0].secretName",
+            "should match",
+        ),
+        ("trainers.replicas", 2**31, "spec.trainers.replicas", "less than or equal to 2147483647"),
+        ("security.runAsUser", 2**31, "spec.security.runAsUser", "less than or equal to 2147483647"),
+        (
+            "trainers.affinity",
+            {
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"labelSelector": {"matchLabels": {"app name": "rag"}}, "topologyKey": _HOSTNAME}
+                    ]
+                }
+            },
+            _MATCH_LABELS,
+            "every key must be a qualified name",
+        ),
+        (
+            "trainers.affinity",
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "Equals"}]}]
+                    }
+                }
+            },
+            f"{_NODE_TERM}.matchExpressions[0].operator",
+            "Unsupported value",
+        ),
+        (
+            "security.dashboardPeers",
+            [{"ipBlock": {"cidr": "10.0.0.1"}}],
+            "spec.security.dashboardPeers[0].ipBlock.cidr",
+            "should match",
+        ),
+        (
+            "trainers.tolerations",
+            [{"key": "nvidia.com/gpu", "operator": "Maybe"}],
+            "spec.trainers.tolerations[0].operator",
+            "Unsupported value",
+        ),
+    ],
+    ids=[
+        "image-with-a-space",
+        "image-with-a-newline",
+        "secret-name-upper-case",
+        "secret-name-underscore",
+        "replicas-over-int32",
+        "uid-over-int32",
+        "affinity-label-key",
+        "affinity-operator",
+        "peer-cidr",
+        "toleration-operator",
+    ],
+)
+def test_the_api_server_refuses_what_no_pod_could_run_naming_the_field(
+    plane: ControlPlane, path: str, value: Any, field: str, complaint: str
+) -> None:
+    """The CRD schema itself (patterns, int32 bounds, enums, the CEL rule on label keys) makes
+    `kubectl apply` fail, with the server's message naming the field; the operator, had the
+    resource got in, would name the same field."""
+    doc = example("cpu")
+    node = doc["spec"]
+    *parents, leaf = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    status, body = apply(plane, doc, dry_run=True)
+    assert status == 422, body
+    message = body["message"]
+    assert f"{field}:" in message and complaint in message, message
+    with pytest.raises(SpecError) as caught:
+        render.rayjob_for(doc, no_kb_metadata)
+    assert re.sub(r"\[(\d+)\]", r".\1", field) in caught.value.fields, caught.value.problems
+
+
+def _node_requirement(requirement: dict[str, Any], preferred: bool = False) -> dict[str, Any]:
+    term = {"matchExpressions": [requirement]}
+    if preferred:
+        return {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "preference": term}]
+            }
+        }
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
+
+
+#: Rules where the models are stricter than the API server, each for a value that cannot do what
+#: was meant (common/k8s_objects.py and models.Toleration say why): (our message, where in the
+#: field path it applies, a value the API server takes in a pod or NetworkPolicy and we refuse).
+STRICTER_THAN_THE_API_SERVER = [
+    # Gt/Lt compare the node label as an integer
+    ("is not an integer: operator", "", "affinity", _node_requirement({"key": "gpu-gb", "operator": "Gt", "values": ["forty"]})),
+    # Kubernetes only warns that such a CIDR is ambiguous
+    ("bits set past its prefix length", "", "dashboardPeers", [{"ipBlock": {"cidr": "10.1.2.3/8"}}]),
+    # Go reads 010.0.0.0 as 10.0.0.0, others as 8.0.0.0: ambiguous too
+    ("leading zero in an IPv4 octet", "", "dashboardPeers", [{"ipBlock": {"cidr": "010.0.0.0/8"}}]),
+    # the documented rule; the server checks it only after merging the pod's own labels in
+    (
+        "also in labelSelector",
+        "",
+        "affinity",
+        {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "rag"}}, "matchLabelKeys": ["app"], "topologyKey": "kubernetes.io/hostname"}
+        ]}},
+    ),
+    # a negative tolerationSeconds is read as 0: write 0
+    (
+        "Input should be greater than or equal to 0",
+        "tolerationSeconds",
+        "tolerations",
+        [{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": -1}],
+    ),
+    # an empty toleration key: omit it
+    ("'' is not a qualified name", "tolerations", "tolerations", [{"key": "", "operator": "Exists"}]),
+    # a preferred node term with a weight and no preference prefers no node
+    (
+        "has no preference",
+        "",
+        "affinity",
+        {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1}]}},
+    ),
+    # preferred node terms may hold values no node label can have
+    (
+        "is not a label value",
+        "preference.matchExpressions",
+        "affinity",
+        _node_requirement({"key": "pool", "operator": "In", "values": ["a b"]}, preferred=True),
+    ),
+]  # fmt: skip
+
+
+def _stricter_only(problems: list[tuple[str, str]]) -> bool:
+    """Every problem is one of our stricter rules, where that rule applies."""
+    return all(
+        any(rule in message and where in field for rule, where, _, _ in STRICTER_THAN_THE_API_SERVER)
+        for field, message in problems
+    )
+
+
+def _has_null(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_null(sub) for sub in value.values())
+    if isinstance(value, list):
+        return any(_has_null(sub) for sub in value)
+    return value is None
+
+
+def _dry_run(plane: ControlPlane, obj: dict[str, Any]) -> tuple[int, Any]:
+    plural = "pods" if obj["kind"] == "Pod" else "networkpolicies"
+    group = "/api/v1" if obj["kind"] == "Pod" else "/apis/networking.k8s.io/v1"
+    return plane.api().request(
+        "POST", f"{group}/namespaces/{NS}/{plural}?dryRun=All&fieldValidation=Strict", obj
+    )
+
+
+#: Where each kind of object goes in a RagFinetuneJob (its section and field path).
+_DIFFERENTIAL = {
+    "affinity": ("trainers", "spec.trainers.affinity"),
+    "tolerations": ("trainers", "spec.trainers.tolerations"),
+    "dashboardPeers": ("security", "spec.security.dashboardPeers"),
+}
+_DIFFERENTIAL_JOB = "rfj-differential"
+
+
+def _with_object(kind: str, value: Any) -> dict[str, Any]:
+    """The cpu example with `value` as the trainers' affinity or tolerations, or the dashboard peers."""
+    doc = example("cpu", _DIFFERENTIAL_JOB)
+    section, _ = _DIFFERENTIAL[kind]
+    doc["spec"].setdefault(section, {})[kind] = value
+    return doc
+
+
+def _object_as_kubernetes_gets_it(
+    kind: str, value: Any, rayjob: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The trainer pod or the NetworkPolicy carrying `value`: rendered from `rayjob` (or the job
+    spec) when given, else the example's with `value` put in raw."""
+    if kind == "dashboardPeers":
+        spec = render.parse_spec((_with_object(kind, value) if rayjob else example("cpu"))["spec"])
+        policy = render.render_job_network_policy(_DIFFERENTIAL_JOB, NS, spec)
+        if rayjob is None:
+            policy["spec"]["ingress"].append({"from": value})
+        return policy
+    source = rayjob or render.rayjob_for(example("cpu", _DIFFERENTIAL_JOB), no_kb_metadata)[0]
+    (trainer,) = [
+        g for g in source["spec"]["rayClusterSpec"]["workerGroupSpecs"] if g["groupName"] == "trainer"
+    ]
+    spec = trainer["template"]["spec"] | ({} if rayjob else {kind: value})
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", **trainer["template"]["metadata"]},
+        "spec": spec,
+    }
+
+
+@pytest.mark.parametrize("kind", sorted(_DIFFERENTIAL))
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_the_api_server_takes_every_kubernetes_object_we_render_and_refuses_what_we_refuse(
+    plane: ControlPlane, kind: str, data: st.DataObject
+) -> None:
+    """A differential test against the real API server's own validation, one kind of object at a
+    time (a trainer Affinity, trainer tolerations, dashboard peers): whatever the models accept
+    renders into a pod or NetworkPolicy the server accepts; whatever they refuse, put raw into
+    the same pod or policy, the server refuses too, but for our stricter rules."""
+    value = data.draw(KUBE_FIELDS[kind], label=kind)
+    doc = _with_object(kind, value)
+    try:
+        rayjob, _ = render.rayjob_for(doc, no_kb_metadata)
+    except SpecError as err:
+        event("refused")
+        assert all(path.startswith(_DIFFERENTIAL[kind][1]) for path in err.fields), err.problems
+        status, body = _dry_run(plane, _object_as_kubernetes_gets_it(kind, value))
+        if status < 400 and _has_null(value):
+            # In a pod a null list item or field is Go's zero value; our CRD refuses it, as we do.
+            event("a null the pod takes and our CRD refuses")
+            status, body = apply(plane, doc, dry_run=True)
+            assert status == 422, (err.problems, body)
+        elif status < 400:
+            event("refused by us only (a stricter rule)")
+            assert _stricter_only(err.problems), (err.problems, body)
+        return
+    event("rendered")
+    status, body = _dry_run(plane, _object_as_kubernetes_gets_it(kind, value, rayjob))
+    assert status == 201, body
+
+
+@pytest.mark.parametrize(
+    ("rule", "where", "kind", "value"),
+    STRICTER_THAN_THE_API_SERVER,
+    ids=[r[0] for r in STRICTER_THAN_THE_API_SERVER],
+)
+def test_each_stricter_rule_refuses_only_a_value_the_api_server_would_take(
+    plane: ControlPlane, rule: str, where: str, kind: str, value: Any
+) -> None:
+    """The exceptions the differential test allows are real: the server takes each value, we refuse
+    it with that rule (so no entry is there to hide a difference)."""
+    with pytest.raises(SpecError) as caught:
+        render.rayjob_for(_with_object(kind, value), no_kb_metadata)
+    assert _stricter_only(caught.value.problems) and any(rule in m for _, m in caught.value.problems)
+    status, body = _dry_run(plane, _object_as_kubernetes_gets_it(kind, value))
+    assert status == 201, body
+
+
+def test_a_null_term_a_pod_takes_is_refused_by_our_crd_and_by_us(plane: ControlPlane) -> None:
+    """A null node selector term is an empty term in a pod (Go's zero value); our CRD schema
+    refuses a null there, and so does the operator, naming it."""
+    value = {
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [None]}}
+    }
+    doc = _with_object("affinity", value)
+    with pytest.raises(SpecError) as caught:
+        render.rayjob_for(doc, no_kb_metadata)
+    field = (
+        "spec.trainers.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
+    )
+    assert caught.value.fields == [f"{field}.0"]
+    assert _dry_run(plane, _object_as_kubernetes_gets_it("affinity", value))[0] == 201
+    status, body = apply(plane, doc, dry_run=True)
+    assert status == 422 and f"{field}[0]" in body["message"], body
 
 
 # --- the controller -------------------------------------------------------------------------------
