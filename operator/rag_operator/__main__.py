@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -113,6 +114,13 @@ def docs(
     typer.echo(f"wrote {out}")
 
 
+class LogFormat(StrEnum):
+    """`run --log-format`: kopf's text lines, or one JSON object per line for log collectors."""
+
+    text = "text"
+    json = "json"
+
+
 @app.command()
 def run(
     namespace: Annotated[
@@ -141,6 +149,13 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Debug logging (or RAG_OPERATOR_LOG_LEVEL=DEBUG).")
     ] = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            help="text: '[time] logger [LEVEL] message' lines; json: one JSON object per line "
+            "(message, severity, timestamp, the Kubernetes object it concerns)."
+        ),
+    ] = LogFormat.text,
 ) -> None:
     """Run the controllers (kopf) until stopped."""
     if standalone and peering:
@@ -157,6 +172,7 @@ def run(
         metrics_port=metrics_port,
         debug=verbose or level == "DEBUG",
         quiet=level in ("WARNING", "ERROR", "CRITICAL"),
+        log_format=log_format.value,
     )
 
 

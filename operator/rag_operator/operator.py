@@ -22,6 +22,10 @@ from .retrievalcluster import controller as retrievalcluster_controller
 #: The modules whose kopf handlers this operator runs.
 CONTROLLERS = (finetunejob_controller, retrievalcluster_controller)
 
+#: `run --log-format` values and the kopf formats they select. kopf's JSON lines (python-json-logger)
+#: carry message, severity and timestamp, and the resource a handler logs about under "object".
+LOG_FORMATS = {"text": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
+
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -55,6 +59,14 @@ def track_cluster_phase(event: dict[str, Any], body: Any, **_: Any) -> None:
     metrics.PHASES.seen("ragretrievalcluster", event.get("type"), body)
 
 
+def configure_logging(*, debug: bool, quiet: bool, log_format: str = "text") -> None:
+    """Route every log record (kopf's, ours, the libraries') through kopf's handler on stderr, as
+    text lines or as JSON lines; DEBUG with `debug`, WARNING and above with `quiet`, else INFO."""
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format {log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    kopf.configure(debug=debug, quiet=quiet, log_format=LOG_FORMATS[log_format])
+
+
 def run(
     namespaces: list[str],
     *,
@@ -65,9 +77,10 @@ def run(
     debug: bool,
     quiet: bool,
     metrics_port: int = 0,
+    log_format: str = "text",
 ) -> None:
     """Run every controller until stopped (`python -m rag_operator run`)."""
-    kopf.configure(debug=debug, quiet=quiet)
+    configure_logging(debug=debug, quiet=quiet, log_format=log_format)
     metrics.serve(metrics_port)
     kopf.run(
         clusterwide=not namespaces,

@@ -85,8 +85,29 @@ def _section(definition: dict[str, Any]) -> str:
         "| field | type | required | constraints | description |",
         "|---|---|---|---|---|",
         *_rows(spec_schema, "spec", True)[1:],
+        "",
+        f"Rules the API server checks when a {kind} is created or changed (CEL in the CRD):",
+        "",
+        *(f"- {message}" for message in _rule_messages(version["schema"]["openAPIV3Schema"])),
     ]
     return "\n".join(lines)
+
+
+def _rule_messages(schema: dict[str, Any], seen: set[str] | None = None) -> list[str]:
+    """The messages of the CEL rules in a schema (each once; the map-key rules share one)."""
+    seen = set() if seen is None else seen
+    found = []
+    for rule in schema.get("x-kubernetes-validations", []):
+        if rule["message"] not in seen:
+            seen.add(rule["message"])
+            found.append(rule["message"].replace("|", "\\|"))
+    children = list((schema.get("properties") or {}).values())
+    children += [
+        schema[key] for key in ("items", "additionalProperties") if isinstance(schema.get(key), dict)
+    ]
+    for child in children:
+        found += _rule_messages(child, seen)
+    return found
 
 
 def reference_markdown() -> str:

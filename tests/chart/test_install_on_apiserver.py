@@ -1,8 +1,10 @@
 """The chart on a real API server (the control plane of tests/cluster, on loopback): peering mode
 installs cleanly (kopf's CRDs from the subchart come before the peering object), the real RBAC
 authorizer allows the chart's ServiceAccount every call the controller makes and refuses others,
-and the controller started with the Deployment's own args as that ServiceAccount joins the
-peering and answers its liveness probe.
+the controller started with the Deployment's own args as that ServiceAccount joins the
+peering and answers its liveness and readiness probes, the chart's aggregated ClusterRoles
+give users bound to the built-in `edit`, `admin` and `view` roles the custom resources, and the
+README's CRD upgrade command changes the CRDs Helm installed.
 
 No nodes: the Deployment gets no pods, so the controller runs as a local process instead.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -55,8 +58,11 @@ class Cluster:
         return proc
 
     def can_i(self, account: str, verb: str, resource: str, namespace: str) -> bool:
-        sa = f"system:serviceaccount:{RELEASE_NS}:{account}"
-        proc = self.run("auth", "can-i", verb, resource, "--as", sa, "-n", namespace, check=False)
+        return self.user_can(f"system:serviceaccount:{RELEASE_NS}:{account}", verb, resource, namespace)
+
+    def user_can(self, user: str, verb: str, resource: str, namespace: str, *extra: str) -> bool:
+        """`kubectl auth can-i --as user`: a SelfSubjectAccessReview answered by the RBAC authorizer."""
+        proc = self.run("auth", "can-i", verb, resource, "--as", user, "-n", namespace, *extra, check=False)
         return proc.stdout.strip() == "yes"
 
 
@@ -164,12 +170,17 @@ def test_controller_with_the_deployment_args_joins_peering_and_is_live(cluster: 
             env=env,
             cwd=REPO_ROOT,
         )
+    container = spec["containers"][0]
+    probes = {container[probe]["httpGet"]["path"] for probe in ("livenessProbe", "readinessProbe")}
     try:
         deadline, live, peers = time.monotonic() + 60, False, {}
         while time.monotonic() < deadline and not (live and peers):
             assert proc.poll() is None, f"the controller exited:\n{log_path.read_text()[-3000:]}"
             try:
-                live = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200
+                live = all(
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).status == 200
+                    for path in probes
+                )
             except OSError:
                 live = False
             peering = yaml.safe_load(
@@ -177,7 +188,7 @@ def test_controller_with_the_deployment_args_joins_peering_and_is_live(cluster: 
             )
             peers = peering.get("status") or {}
             time.sleep(1)
-        assert live, f"GET /healthz never answered 200:\n{log_path.read_text()[-3000:]}"
+        assert live, f"GET {probes} never answered 200:\n{log_path.read_text()[-3000:]}"
         assert peers, (
             f"the controller never wrote itself into the peering object:\n{log_path.read_text()[-3000:]}"
         )
@@ -221,3 +232,105 @@ def test_the_admission_policy_limits_images_and_service_accounts_where_it_is_bou
     status, message = _dry_run_job(cluster, FENCED, image=allowed, serviceAccountName="cluster-admin-sa")
     assert status == 403 and "spec.serviceAccountName cluster-admin-sa is not allowed" in message
     assert _dry_run_job(cluster, WATCHED[0], image="docker.io/someone/miner:1")[0] == 201
+
+
+def test_a_disruption_budget_guards_each_multi_replica_release(cluster: Cluster) -> None:
+    """The API server accepts the chart's PodDisruptionBudget; the single-replica release has none."""
+    pdbs = json.loads(cluster.run("-n", RELEASE_NS, "get", "poddisruptionbudgets", "-o", "json").stdout)[
+        "items"
+    ]
+    by_name = {p["metadata"]["name"]: p["spec"] for p in pdbs}
+    assert set(by_name) == {"wide-rag-finetune-operator", "scoped-rag-finetune-operator"}
+    for release in ("wide", "scoped"):
+        selector = deployment(cluster, release)["spec"]["selector"]
+        assert by_name[f"{release}-rag-finetune-operator"] == {"maxUnavailable": 1, "selector": selector}
+
+
+@pytest.fixture(scope="module")
+def aggregating(cluster: Cluster) -> Cluster:
+    """The plane plus kube-controller-manager's clusterrole-aggregation controller, which fills the
+    built-in `admin`, `edit` and `view` roles from labelled ClusterRoles. hack/localcluster leaves it
+    out of its controller list; it is started here, alone, against the same API server, so the
+    aggregation itself is exercised (plane.stop() stops it with the rest)."""
+    from localcluster.controlplane import free_port, http_ok, launch, wait_until
+    from localcluster.toolchain import find_toolchain
+
+    plane, port = cluster.plane, free_port()
+    kcm = launch(plane, "kcm-clusterrole-aggregation", [
+        find_toolchain().kube_controller_manager, f"--kubeconfig={plane.kubeconfig}",
+        "--bind-address=127.0.0.1", f"--secure-port={port}",
+        f"--cert-dir={plane.directory / 'kcm-aggregation'}", "--leader-elect=false",
+        "--controllers=clusterrole-aggregation",
+    ])  # fmt: skip
+    wait_until(kcm, lambda: http_ok(f"https://127.0.0.1:{port}/healthz"))
+    return cluster
+
+
+def test_default_user_roles_grant_the_custom_resources_through_aggregation(aggregating: Cluster) -> None:
+    """Users bound (RoleBinding, one namespace) to the built-in `edit` may create and delete
+    RagFinetuneJobs and RagRetrievalClusters there and read their status, but not write it; `view`
+    may list and watch but not create; `admin` may delete. Nothing outside that namespace."""
+    cluster, namespace = aggregating, WATCHED[1]
+    users = {role: f"rfo-test-{role}" for role in ("edit", "view", "admin")}
+    for role, user in users.items():
+        cluster.run("-n", namespace, "create", "rolebinding", user, f"--clusterrole={role}", f"--user={user}")
+    rfj, rrc = "ragfinetunejobs.rag.finetune.dev", "ragretrievalclusters.rag.finetune.dev"
+
+    def can(role: str, verb: str, resource: str, *extra: str, where: str = namespace) -> bool:
+        return cluster.user_can(users[role], verb, resource, where, *extra)
+
+    deadline = time.monotonic() + 60  # the controller folds the labelled roles in asynchronously
+    while not can("edit", "create", rfj) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    edit_rules = json.loads(cluster.run("get", "clusterrole", "edit", "-o", "json").stdout)["rules"]
+    ours = [rule for rule in edit_rules if "rag.finetune.dev" in rule.get("apiGroups", [])]
+    assert can("edit", "create", rfj), f"`edit` never gained the chart's rules; of our group it has: {ours}"
+    for verb in ("create", "update", "patch", "delete", "get", "list", "watch"):
+        assert can("edit", verb, rfj) and can("edit", verb, rrc), f"edit may not {verb}"
+    assert can("edit", "get", rfj, "--subresource=status")
+    assert not can("edit", "patch", rfj, "--subresource=status"), "status is the operator's to write"
+    assert not can("edit", "create", rfj, where="default"), "the RoleBinding grants one namespace"
+    for verb in ("get", "list", "watch"):
+        assert can("view", verb, rfj) and can("view", verb, rrc), f"view may not {verb}"
+    for verb in ("create", "update", "patch", "delete"):
+        assert not can("view", verb, rfj) and not can("view", verb, rrc), f"view may {verb}"
+    assert can("admin", "delete", rrc) and can("admin", "create", rfj)
+
+
+def readme_crd_upgrade_command() -> list[list[str]]:
+    """The README's `helm show crds ... | kubectl apply ...` line, as the argv of each side."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    (line,) = [ln for ln in readme.splitlines() if ln.startswith("helm show crds charts/")]
+    return [shlex.split(side) for side in line.split("|")]
+
+
+def test_the_readme_crd_upgrade_command_changes_crds_that_helm_installed(
+    cluster: Cluster, helm_bin: Path
+) -> None:
+    """`helm upgrade` never touches crds/, so the README gives a command to run first. Its helm half
+    runs as written; a new short name stands in for a CRD change the next chart version brings.
+    Helm created the CRDs and owns their fields: the same apply without --force-conflicts is
+    refused, which is why the README's command carries it."""
+    helm_argv, kubectl_argv = readme_crd_upgrade_command()
+    assert helm_argv[:3] == ["helm", "show", "crds"] and kubectl_argv[:2] == ["kubectl", "apply"]
+    shown = run_helm(helm_bin, *(str(REPO_ROOT / a) if a.startswith("charts/") else a for a in helm_argv[1:]))
+    assert shown.returncode == 0, shown.stderr
+    crds = [doc for doc in yaml.safe_load_all(shown.stdout) if doc]
+    names = {crd["metadata"]["name"] for crd in crds}
+    assert {"ragfinetunejobs.rag.finetune.dev", "kopfpeerings.kopf.dev"} <= names
+    (rrc,) = [crd for crd in crds if crd["metadata"]["name"] == "ragretrievalclusters.rag.finetune.dev"]
+    rrc["spec"]["names"]["shortNames"] = [*rrc["spec"]["names"]["shortNames"], "rrcnext"]
+    changed = yaml.safe_dump_all(crds)
+
+    def apply(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        cmd = [str(cluster.kubectl), f"--kubeconfig={cluster.plane.kubeconfig}", *argv[1:]]
+        return subprocess.run(cmd, input=changed, capture_output=True, text=True, timeout=60, check=False)
+
+    refused = apply([a for a in kubectl_argv if a != "--force-conflicts"])
+    assert refused.returncode != 0 and 'with "helm"' in refused.stderr, refused.stderr
+    applied = apply(kubectl_argv)
+    assert applied.returncode == 0, applied.stderr
+    short = cluster.run(
+        "get", "crd", "ragretrievalclusters.rag.finetune.dev", "-o", "jsonpath={.spec.names.shortNames}"
+    ).stdout
+    assert "rrcnext" in json.loads(short)

@@ -39,6 +39,13 @@ def test_chart_lints_strict_with_every_values_file(helm_bin: Path) -> None:
             "admissionPolicy.allowedImagePrefixes[0]=registry.internal",
             "/admissionPolicy/allowedImagePrefixes/0",
         ),
+        ("logFormat=xml", "/logFormat"),
+        ("readinessProbe.periodSeconds=0", "/readinessProbe/periodSeconds"),
+        ("readinessProbe.port=8080", "/readinessProbe"),  # it asks the liveness port: no port of its own
+        ("podDisruptionBudget.maxUnavailable=half", "/podDisruptionBudget/maxUnavailable"),
+        ("podDisruptionBudget.maxUnavailable=-1", "/podDisruptionBudget/maxUnavailable"),
+        ("topologySpreadConstraints[0].maxSkew=1", "/topologySpreadConstraints/0"),  # no topologyKey
+        ("rbac.aggregateToDefaultRoles=maybe", "/rbac/aggregateToDefaultRoles"),
     ],
 )
 def test_invalid_value_is_rejected_naming_the_field(helm_bin: Path, setting: str, field: str) -> None:
@@ -49,6 +56,21 @@ def test_invalid_value_is_rejected_naming_the_field(helm_bin: Path, setting: str
     assert field in proc.stderr or dotted in proc.stderr, (
         f"error for --set {setting} does not name {field}:\n{proc.stderr}"
     )
+
+
+@pytest.mark.parametrize("max_unavailable", ["1", "0", "50%"])
+def test_disruption_budget_with_both_max_unavailable_and_min_available_is_refused(
+    helm_bin: Path, max_unavailable: str
+) -> None:
+    """A PodDisruptionBudget takes one of the two; the schema refuses both, saying so."""
+    base = ["template", RELEASE, str(CHART_DIR), "--set", "podDisruptionBudget.minAvailable=1"]
+    both = run_helm(helm_bin, *base, "--set", f"podDisruptionBudget.maxUnavailable={max_unavailable}")
+    assert both.returncode != 0, "maxUnavailable and minAvailable were both accepted"
+    assert "/podDisruptionBudget/maxUnavailable" in both.stderr, both.stderr
+    assert "takes maxUnavailable or minAvailable, not both" in both.stderr, both.stderr
+    one = run_helm(helm_bin, *base, "--show-only", "templates/poddisruptionbudget.yaml")
+    assert one.returncode == 0, one.stderr
+    assert "minAvailable: 1" in one.stdout and "maxUnavailable" not in one.stdout
 
 
 def test_kubeversion_below_the_minimum_is_refused(helm_bin: Path) -> None:

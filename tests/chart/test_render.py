@@ -11,6 +11,7 @@ import yaml
 
 from .conftest import CHART_DIR, NAMESPACE, RELEASE, VALUES_DIR, Render, run_helm, values_files
 from .k8s_schemas import chart_kube_versions, validate_object
+from .test_rbac import of_kind
 
 CASES = [None, *values_files()]
 IDS = ["defaults", *(p.stem for p in values_files())]
@@ -94,6 +95,67 @@ def test_default_log_level_is_not_verbose(render: Render) -> None:
     assert "--verbose" not in controller(render())["args"]
 
 
+def test_default_log_format_is_the_controllers_default_text(render: Render) -> None:
+    """Only logFormat=json adds the flag: an older operator image without --log-format still runs."""
+    assert "--log-format" not in controller(render())["args"]
+
+
+def test_default_readiness_probe_asks_the_liveness_endpoint(render: Render) -> None:
+    """kopf serves /healthz only after the operator's startup handlers ran, so the same endpoint
+    tells readiness; it must be the port the controller is told to serve it on."""
+    container = controller(render())
+    readiness, liveness = container["readinessProbe"], container["livenessProbe"]
+    assert readiness["httpGet"] == liveness["httpGet"]
+    (port,) = [p for p in container["ports"] if p["name"] == readiness["httpGet"]["port"]]
+    args = container["args"]
+    assert str(port["containerPort"]) == args[args.index("--liveness-port") + 1]
+    assert "readinessProbe" not in controller(render(None, "readinessProbe.enabled=false"))
+
+
+def pdbs(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return by_kind(objs, "PodDisruptionBudget")
+
+
+def test_default_disruption_budget_keeps_all_but_one_replica(render: Render) -> None:
+    objs = render()
+    (pdb,) = pdbs(objs)
+    dep = deployment(objs)
+    assert pdb["metadata"]["namespace"] == NAMESPACE
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    # It covers exactly this release's operator pods: the Deployment's own selector.
+    assert pdb["spec"]["selector"] == dep["spec"]["selector"]
+    assert (
+        dep["spec"]["selector"]["matchLabels"].items()
+        <= dep["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+def test_disruption_budget_only_with_more_than_one_replica(render: Render) -> None:
+    assert not pdbs(render(VALUES_DIR / "single-replica.yaml"))
+    assert not pdbs(render(None, "podDisruptionBudget.enabled=false"))
+    assert len(pdbs(render(None, "replicas=2"))) == 1
+
+
+def test_disruption_budget_takes_min_available_instead(render: Render) -> None:
+    (pdb,) = pdbs(render(VALUES_DIR / "availability.yaml"))
+    assert pdb["spec"]["minAvailable"] == 2 and "maxUnavailable" not in pdb["spec"]
+    (percent,) = pdbs(render(None, "podDisruptionBudget.maxUnavailable=50%"))
+    assert percent["spec"]["maxUnavailable"] == "50%"
+
+
+def test_topology_spread_constraints_reach_the_pod_with_the_release_selector(render: Render) -> None:
+    """A constraint without labelSelector counts this release's operator pods (the Deployment's
+    selector); one with a labelSelector is passed through as written."""
+    objs = render(VALUES_DIR / "availability.yaml")
+    given = yaml.safe_load((VALUES_DIR / "availability.yaml").read_text())["topologySpreadConstraints"]
+    spread = deployment(objs)["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert len(spread) == len(given) == 2
+    assert "labelSelector" not in given[0]
+    assert spread[0] == {**given[0], "labelSelector": deployment(objs)["spec"]["selector"]}
+    assert spread[1] == given[1]
+    assert "topologySpreadConstraints" not in deployment(render())["spec"]["template"]["spec"]
+
+
 def test_default_image_is_the_app_version(render: Render) -> None:
     assert controller(render())["image"] == "ghcr.io/rag-finetune/rag-finetune-operator:0.1.0"
 
@@ -113,7 +175,7 @@ def test_watch_namespaces_uses_a_role_per_namespace_and_no_cluster_role(render: 
     for binding in by_kind(objs, "RoleBinding"):
         assert binding["subjects"][0]["namespace"] == NAMESPACE
     # The only cluster-wide grant left is kopf's read-only scanning of cluster-scoped objects.
-    (cluster_role,) = by_kind(objs, "ClusterRole")
+    (cluster_role,) = of_kind(objs, "ClusterRole")
     scanned = {r for rule in cluster_role["rules"] for r in rule["resources"]}
     assert scanned <= {"customresourcedefinitions", "namespaces"}
     assert {v for rule in cluster_role["rules"] for v in rule["verbs"]} <= {"list", "watch"}
@@ -172,6 +234,12 @@ def test_log_level_and_probe_port_reach_the_container(render: Render) -> None:
     assert container["args"][:3] == ["run", "--liveness-port", "8081"]
     assert container["ports"][0]["containerPort"] == 8081
     assert container["livenessProbe"]["failureThreshold"] == 5
+    args = container["args"]
+    assert args[args.index("--log-format") + 1] == "json"
+    readiness = container["readinessProbe"]
+    assert readiness["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert (readiness["initialDelaySeconds"], readiness["periodSeconds"]) == (2, 4)
+    assert (readiness["timeoutSeconds"], readiness["failureThreshold"]) == (3, 2)
 
 
 def test_rbac_disabled_renders_no_roles(render: Render) -> None:
@@ -212,8 +280,9 @@ def test_container_args_parse_with_the_controller_cli(
         assert not peerings
     else:
         assert {p["metadata"]["name"] for p in peerings} == {seen["peering"]}
-    listed = (yaml.safe_load(values.read_text()) if values else {}).get("watchNamespaces", [])
-    assert seen["namespaces"] == listed
+    given = yaml.safe_load(values.read_text()) if values else {}
+    assert seen["namespaces"] == given.get("watchNamespaces", [])
+    assert seen["log_format"] == given.get("logFormat", "text")
 
 
 def test_metrics_port_reaches_the_container_and_its_service(render: Render) -> None:

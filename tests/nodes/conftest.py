@@ -1,4 +1,5 @@
-"""Fixtures of the real-node tests: one cluster with two real nodes for the session.
+"""Fixtures of the real-node tests: one cluster with two real nodes for this package's tests
+(torn down when they end, so the tests after them run on a quiet machine).
 
 The nodes are real: containerd runs the pods' containers with runc, the kubelets register
 and report them, kube-proxy programs Services, CoreDNS answers cluster DNS
@@ -27,6 +28,7 @@ from localcluster.realcluster import RealCluster, data_volume, fill_data_volume,
 from localcluster.realnodes import host_snapshot
 from localcluster.toolchain import REPO, Toolchain, ToolchainMissing, find_toolchain, require_real_nodes
 
+from ..polling import eventually
 from ..tools import require_helm, require_kubectl
 
 #: The session cluster's network (cluster-up and the lifecycle test use others).
@@ -36,7 +38,7 @@ RELEASE, OPERATOR_NS = "rag-finetune-operator", "rag-system"
 _REPORT: list[str] = []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node_toolchain() -> Toolchain:
     """The binaries and host tools the real nodes need, or a skip that names what is missing."""
     try:
@@ -47,7 +49,7 @@ def node_toolchain() -> Toolchain:
     return toolchain
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def real_cluster(node_toolchain: Toolchain) -> Iterator[RealCluster]:
     """Two real nodes (trainer pool, retrieval pool) on a control plane of their own; at the
     end, fails if the teardown left a process, mount, namespace, link, route or rule behind."""
@@ -70,7 +72,7 @@ def real_cluster(node_toolchain: Toolchain) -> Iterator[RealCluster]:
         assert not problems and not left, f"the real nodes left behind: {problems} {left}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node_kubectl(real_cluster: RealCluster):
     """kubectl against the real-node cluster as admin; returns the CompletedProcess."""
     kubectl = str(require_kubectl())
@@ -82,7 +84,7 @@ def node_kubectl(real_cluster: RealCluster):
     return run
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node_helm(real_cluster: RealCluster):
     """helm against the real-node cluster."""
     helm = str(require_helm())
@@ -94,7 +96,7 @@ def node_helm(real_cluster: RealCluster):
     return run
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def data_namespace(real_cluster: RealCluster) -> str:
     """A namespace whose `rag-data` claim holds the tiny model, knowledge base and data, filled
     by kind/rag-data.yaml's Job running on a real node."""
@@ -108,7 +110,7 @@ def data_namespace(real_cluster: RealCluster) -> str:
     return name
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chart_operator(real_cluster: RealCluster, node_helm, node_kubectl) -> dict[str, Any]:
     """`helm install` of the chart as a user does: the operator runs as its Deployment's pods."""
     done = node_helm(
@@ -127,10 +129,30 @@ def chart_operator(real_cluster: RealCluster, node_helm, node_kubectl) -> dict[s
     return deployment
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def node_report() -> list[str]:
     """Lines for the terminal summary: the figures the node tests measure."""
     return _REPORT
+
+
+@pytest.fixture(autouse=True)
+def _nodes_left_empty(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, passed or failed, whatever it applied in the data namespace is deleted
+    and its Ray pods are gone: a failed test must not hold the two nodes' CPUs and fail the
+    tests after it (CI once saw a fault test's leftover job starve the next test's cluster)."""
+    yield
+    if "data_namespace" not in request.fixturenames:
+        return
+    namespace, kubectl = request.getfixturevalue("data_namespace"), request.getfixturevalue("node_kubectl")
+    for kind in ("ragfinetunejobs", "ragretrievalclusters"):
+        done = kubectl("-n", namespace, "delete", kind, "--all", "--wait=true", timeout=300)
+        assert done.returncode == 0, done.stderr
+
+    def no_ray_pods() -> bool:
+        done = kubectl("-n", namespace, "get", "pods", "-l", "ray.io/node-type", "-o", "name")
+        return done.returncode == 0 and not done.stdout.strip()
+
+    eventually(no_ray_pods, timeout=300, what=f"no Ray pods left in {namespace}", interval=2)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,9 +1,12 @@
 """Faults on real pods during one training run of the CPU example (longer, checkpointing often):
 
 1. a retrieval pod is deleted while training runs: KubeRay recreates it, Ray restarts the
-   retrieval actor on it, the trainers' calls are retried meanwhile, and no query is dropped
-   (a dropped query would fail its step and force a worker-group restart: there is none
-   before the trainer fault, and every step is in the history once);
+   retrieval actor on it (the actor that served the end of the run lives on the new pod), and
+   no query is dropped (a dropped query would fail its step and force a worker-group restart:
+   there is none before the trainer fault, and every step is in the history once). A call in
+   flight when the pod goes is retried and counted; a call sent while Ray restarts the actor
+   waits for it instead: which of the two happens depends on timing (CI has seen 0 retries,
+   this machine 18), so the count is reported, not asserted;
 2. then a trainer pod is deleted: Ray Train restarts the worker group from the last
    checkpoint, no more steps than the checkpoint interval are repeated, and the job Succeeds.
 
@@ -89,11 +92,14 @@ def test_job_survives_losing_a_retrieval_pod_and_a_trainer_pod(
     done = node_kubectl("-n", namespace, "delete", "pod", retrieval_pod["metadata"]["name"], "--wait=false")
     assert done.returncode == 0, done.stderr
 
-    def replaced() -> bool:
+    def replaced() -> str | None:
         pods = run.pods("retrieval")
-        return bool(pods) and pods[0]["metadata"]["name"] != retrieval_pod["metadata"]["name"]
+        name = pods[0]["metadata"]["name"] if pods else None
+        return name if name and name != retrieval_pod["metadata"]["name"] else None
 
-    eventually(replaced, timeout=120, what="KubeRay recreating the deleted retrieval pod", interval=1)
+    replacement = eventually(
+        replaced, timeout=120, what="KubeRay recreating the deleted retrieval pod", interval=1
+    )
     eventually(lambda: run.last_step() > killed_at_step + 2, timeout=300, what="steps again", interval=1)
     recovered = time.monotonic() - killed_at
     eventually(
@@ -127,7 +133,9 @@ def test_job_survives_losing_a_retrieval_pod_and_a_trainer_pod(
     history = metrics["history"]
     assert [h["step"] for h in history] == list(range(1, MAX_STEPS + 1)), "a step is missing or counted twice"
     retries = sum(h.get("retrieval_retries", 0) for h in history)
-    assert retries > 0, "no retrieval call failed: the retrieval pod's loss went unnoticed"
+    # Ray restarted the actor on the replacement pod (a pod's hostname is its name).
+    served_from = {actor["hostname"] for actor in metrics["retrieval_actors"]}
+    assert served_from == {replacement}, (served_from, retrieval_pod["metadata"]["name"])
     assert metrics["restarts"] == 1, metrics["restarts"]  # the trainer fault only: no query was dropped
     resumed_from = metrics["resumed_from_step"]
     assert resumed and resumed_from in resumed
@@ -135,8 +143,8 @@ def test_job_survives_losing_a_retrieval_pod_and_a_trainer_pod(
     assert lost_at >= trainer_killed_after and 0 <= repeated <= CHECKPOINT_EVERY, (lost_at, resumed_from)
     slowest = max(history[1:resumed_from], key=lambda h: h["step_time_s"])  # step 1 warms up
     node_report.append(
-        f"faults on real pods: retrieval pod deleted after step {killed_at_step}: {retries} retrieval calls "
-        f"retried, 0 dropped, slowest step {slowest['step']} took {slowest['step_time_s']:.1f}s (steps logged "
+        f"faults on real pods: retrieval pod deleted after step {killed_at_step}: actor restarted on the new "
+        f"pod, {retries} retrieval calls retried, 0 dropped, slowest step {slowest['step']} took {slowest['step_time_s']:.1f}s (steps logged "
         f"again {recovered:.0f}s after the delete); trainer pod deleted at step {lost_at}: resumed from step {resumed_from} ({repeated} steps "
         f"repeated, checkpoint every {CHECKPOINT_EVERY}), {time.monotonic() - trainer_killed_at:.0f}s from the "
         f"delete to Succeeded"

@@ -71,3 +71,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- toYaml $out -}}
 {{- end -}}
+
+{{/* topologySpreadConstraints, each without a labelSelector given this release's selector labels. */}}
+{{- define "rfo.topologySpreadConstraints" -}}
+{{- $selector := dict "matchLabels" (include "rfo.selectorLabels" . | fromYaml) -}}
+{{- $out := list -}}
+{{- range .Values.topologySpreadConstraints -}}
+{{- if hasKey . "labelSelector" -}}
+{{- $out = append $out . -}}
+{{- else -}}
+{{- $out = append $out (merge (dict "labelSelector" $selector) .) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}

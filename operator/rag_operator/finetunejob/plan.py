@@ -211,12 +211,12 @@ def _storage_root(spec: RagFinetuneJobSpec) -> str:
 # --- a job on a RagRetrievalCluster ----------------------------------------------------------------
 
 #: Job fields a shared cluster decides; setting them on a job with retrievalClusterRef is an error.
-_NOT_WITH_REF = {
+NOT_WITH_REF = {
     "head": "the RagRetrievalCluster's head runs the job",
     "retrieval": "the RagRetrievalCluster's retrieval actors serve the job",
 }
-_TRAINER_FIELDS_NOT_WITH_REF = ("cpu", "memory", "gpu_resource", "node_selector", "tolerations", "affinity")
-_RAYJOB_FIELDS_NOT_WITH_REF = {
+TRAINER_FIELDS_NOT_WITH_REF = ("cpu", "memory", "gpu_resource", "node_selector", "tolerations", "affinity")
+RAYJOB_FIELDS_NOT_WITH_REF = {
     "ray_version": "the RagRetrievalCluster's rayVersion applies",
     "ttl_seconds_after_finished": "a shared RayCluster is never torn down by a job",
 }
@@ -232,10 +232,10 @@ def shared_job_problems(spec: RagFinetuneJobSpec, cluster_name: str) -> Problems
     ref = f"retrievalClusterRef {cluster_name!r}"
     problems = [
         (f"spec.{key}", f"must be omitted with {ref}: {why}")
-        for key, why in _NOT_WITH_REF.items()
+        for key, why in NOT_WITH_REF.items()
         if key in spec.model_fields_set
     ]
-    for key in _TRAINER_FIELDS_NOT_WITH_REF:
+    for key in TRAINER_FIELDS_NOT_WITH_REF:
         if key in spec.trainers.model_fields_set:
             problems.append(
                 (
@@ -244,7 +244,7 @@ def shared_job_problems(spec: RagFinetuneJobSpec, cluster_name: str) -> Problems
                     "(set spec.trainers.replicas only)",
                 )
             )
-    for key, why in _RAYJOB_FIELDS_NOT_WITH_REF.items():
+    for key, why in RAYJOB_FIELDS_NOT_WITH_REF.items():
         if key in spec.ray_job.model_fields_set:
             problems.append((f"spec.rayJob.{_camel(key)}", f"must be omitted with {ref}: {why}"))
     ray_job = spec.ray_job
