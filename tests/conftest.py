@@ -24,6 +24,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+# Ray's metrics agents export every second (default 10 s): tests that scrape a node's metrics port
+# see a series move within a second or two.
+os.environ.setdefault("RAY_metrics_report_interval_ms", "1000")
 
 # Property tests draw the same examples on every run, so `make test` passes or fails the same way
 # on every machine; HYPOTHESIS_PROFILE=explore draws new ones (what to run when hunting bugs).

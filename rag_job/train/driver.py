@@ -83,6 +83,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     from ray.train.torch import TorchTrainer
 
     from rag_job.train.loop import CHECKPOINT_MODEL_DIR, CHECKPOINT_STATE_FILE, train_loop_per_worker
+    from rag_job.train.progress import ProgressGauges
 
     # Outputs bound for an object store are written here first and uploaded at the end.
     publish_to = config.output_dir if is_uri(config.output_dir) else None
@@ -123,6 +124,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
             storage_filesystem=storage_filesystem,
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=config.checkpoint.num_to_keep),
             failure_config=ray.train.FailureConfig(max_failures=config.training.max_failures),
+            callbacks=[ProgressGauges(config.name, config.output_dir)],
         ),
     )
     result = trainer.fit()

@@ -305,6 +305,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             if not log_now:
                 continue
             reported = _window_metrics(state["history"], window_latencies, since=last_reported_step)
+            reported["max_steps"] = total_steps  # for the progress gauges (rag_job/train/progress.py)
             window_latencies, last_reported_step = [], state["step"]
             if done and config.evaluation.at_end:
                 state["eval"]["after"] = run_eval("eval")

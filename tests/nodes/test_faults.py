@@ -8,7 +8,9 @@
    waits for it instead: which of the two happens depends on timing (CI has seen 0 retries,
    this machine 18), so the count is reported, not asserted;
 2. then a trainer pod is deleted: Ray Train restarts the worker group from the last
-   checkpoint, no more steps than the checkpoint interval are repeated, and the job Succeeds.
+   checkpoint, no more steps than the checkpoint interval are repeated, and the job Succeeds;
+3. meanwhile the operator reads the training progress from the head's metrics port into
+   status.progress (the one test long enough for its 20 s poll to see the run).
 
 The figures (retries, time to recover, steps repeated) go to the terminal summary.
 """
@@ -72,9 +74,12 @@ class Run:
         assert done.returncode == 0, done.stderr
         return [p for p in json.loads(done.stdout)["items"] if not p["metadata"].get("deletionTimestamp")]
 
-    def phase(self) -> str | None:
+    def status(self) -> dict[str, Any]:
         done = self.kubectl("-n", self.namespace, "get", "rfj", NAME, "-o", "json")
-        return (json.loads(done.stdout).get("status") or {}).get("phase") if done.returncode == 0 else None
+        return (json.loads(done.stdout).get("status") or {}) if done.returncode == 0 else {}
+
+    def phase(self) -> str | None:
+        return self.status().get("phase")
 
 
 def test_job_survives_losing_a_retrieval_pod_and_a_trainer_pod(
@@ -121,6 +126,11 @@ def test_job_survives_losing_a_retrieval_pod_and_a_trainer_pod(
     )
     log = run.log()
     assert phase == "Succeeded", log[-3000:]
+    # The operator read the training progress from the head's metrics port while the job ran
+    # (and keeps the last reading): the step of a report, the run's length, its loss and ETA.
+    progress = run.status().get("progress") or {}
+    assert progress.get("maxSteps") == MAX_STEPS and progress.get("step", 0) > killed_at_step, progress
+    assert progress.get("loss", -1) >= 0 and progress.get("etaSeconds", -1) >= 0, progress
     resumed = [int(m) for m in re.findall(r"resumed from checkpoint at step (\d+)", log)]
     before_restart = log.partition("resumed from checkpoint")[0]
     # The last step the lost worker group logged (every LOG_EVERY steps); the log read at the
@@ -142,6 +152,7 @@ def test_job_survives_losing_a_retrieval_pod_and_a_trainer_pod(
     repeated = lost_at - resumed_from
     assert lost_at >= trainer_killed_after and 0 <= repeated <= CHECKPOINT_EVERY, (lost_at, resumed_from)
     slowest = max(history[1:resumed_from], key=lambda h: h["step_time_s"])  # step 1 warms up
+    node_report.append(f"progress on real pods: status.progress {progress}")
     node_report.append(
         f"faults on real pods: retrieval pod deleted after step {killed_at_step}: actor restarted on the new "
         f"pod, {retries} retrieval calls retried, 0 dropped, slowest step {slowest['step']} took {slowest['step_time_s']:.1f}s (steps logged "

@@ -302,7 +302,7 @@ def check_network_policy(policy: dict[str, Any] | None, peers: Any) -> None:
     check_kubernetes(policy)
     name = policy["metadata"]["name"]
     assert re.fullmatch(DNS1123_SUBDOMAIN, name) and len(name) <= 253, name
-    rendered = [peer for rule in policy["spec"]["ingress"][2:] for peer in rule["from"]]
+    rendered = [peer for rule in policy["spec"]["ingress"][3:] for peer in rule["from"]]
     assert rendered == without_nones(peers or []), (rendered, peers)
 
 

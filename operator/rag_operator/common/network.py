@@ -1,8 +1,9 @@
 """The NetworkPolicy that fences a resource's Ray pods: Ray's ports (GCS, raylets, object transfer,
 workers, the client port 10001) only for the pods of the same job or retrieval cluster, and the
 dashboard with its job-submission API (8265) also for the KubeRay operator (which submits and polls
-jobs through it), for our operator (which reads a retrieval cluster's actors) and for peers the
-user lists, which also reach Ray's metrics port (8080) for scraping. Egress stays open (model hubs, object stores and the API server are the user's choice)."""
+jobs through it), for our operator (which reads a retrieval cluster's actors there, and a job's
+training progress on Ray's metrics port, 8080) and for peers the user lists, which also reach the
+metrics port for scraping. Egress stays open (model hubs, object stores and the API server are the user's choice)."""
 
 from __future__ import annotations
 
@@ -35,10 +36,10 @@ def render_network_policy(
     metadata: dict[str, Any] = {"name": network_policy_name(owner), "labels": labels}
     if namespace:
         metadata["namespace"] = namespace
-    in_any_namespace = [
-        {"namespaceSelector": {}, "podSelector": {"matchLabels": dict(selector)}}
+    kuberay, ours = (
+        [{"namespaceSelector": {}, "podSelector": {"matchLabels": dict(selector)}}]
         for selector in (KUBERAY_OPERATOR_PODS, OPERATOR_PODS)
-    ]
+    )
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -48,7 +49,14 @@ def render_network_policy(
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"from": [{"podSelector": {"matchLabels": dict(pods)}}]},
-                {"from": in_any_namespace, "ports": [{"protocol": "TCP", "port": DASHBOARD_PORT}]},
+                {"from": kuberay, "ports": [{"protocol": "TCP", "port": DASHBOARD_PORT}]},
+                {
+                    "from": ours,
+                    "ports": [
+                        {"protocol": "TCP", "port": DASHBOARD_PORT},
+                        {"protocol": "TCP", "port": METRICS_PORT},
+                    ],
+                },
                 *(
                     [
                         {

@@ -10,6 +10,7 @@ from rag_job.config import RETRIEVAL_RESOURCE, TRAINER_RESOURCE
 
 from .models import HeadSpec, Placement, RayPodsSpec, RetrievalGroupSpec, SecuritySpec, TrainerPodSpec
 from .names import LABEL_COMPONENT, LABEL_GROUP
+from .network import METRICS_PORT
 from .quantities import quantity_str
 
 STORAGE_VOLUME = "rag-storage"
@@ -17,6 +18,9 @@ HEAD_PORTS = [
     {"containerPort": 6379, "name": "gcs-server"},
     {"containerPort": 8265, "name": "dashboard"},
     {"containerPort": 10001, "name": "client"},
+    # Ray's metrics agent (KubeRay's default metrics-export-port): named here so the head Service
+    # serves it, where the operator reads a job's training progress and Prometheus scrapes.
+    {"containerPort": METRICS_PORT, "name": "metrics"},
 ]
 #: Worker group names: the pods' LABEL_GROUP values and KubeRay's groupName.
 HEAD_GROUP, TRAINER_GROUP, RETRIEVAL_GROUP = "head", "trainer", "retrieval"

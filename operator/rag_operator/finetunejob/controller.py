@@ -3,7 +3,8 @@
 - create/resume/spec change: validate, create the owned RayJob once (after the referenced
   RagRetrievalCluster is Ready, for a shared job), apply `suspend`, refuse other changes;
 - RayJob events: mirror its status into ours;
-- a timer: the job's pods' scheduling (PodsScheduled), a shared job's pool pods included.
+- a timer: the job's pods' scheduling (PodsScheduled), a shared job's pool pods included;
+- a timer: a running job's training progress, from its Ray head's metrics (status.progress).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from ..metrics import measured
 from ..retrievalcluster.spec import parse_rrc_spec
 from ..retrievalcluster.status import READY as CLUSTER_READY
 from ..retrievalcluster.status import is_ready
-from . import render, status
+from . import progress, render, status
 from .spec import parse_spec
 
 #: Condition on a job with retrievalClusterRef, and how often a waiting job looks again.
@@ -50,6 +51,8 @@ RETRIEVAL_CLUSTER_READY = "RetrievalClusterReady"
 WAIT_FOR_CLUSTER_SECONDS = 15
 #: How often a started, unfinished job's pods are checked for scheduling problems.
 SCHEDULING_POLL_SECONDS = 15
+#: How often a running job's training progress is read from its Ray head's metrics.
+PROGRESS_POLL_SECONDS = 20
 #: Dotted spec paths that may change while the RayJob exists.
 MUTABLE_PATHS = frozenset({"rayJob.suspend"})
 _FINISHED_PHASES = ("Succeeded", "Failed")
@@ -315,6 +318,44 @@ def report_scheduling(body: Any, memo: Any, **_: Any) -> None:
         raise
     if found.reason == "Unschedulable" and before.get("reason") != "Unschedulable":
         post_event(memo, job, Event("Warning", "Unschedulable", found.message), stamp)
+
+
+# --- training progress (the Ray head's metrics) -> RagFinetuneJob status ----------------------------
+
+
+def _is_running(status: Any, **_: Any) -> bool:
+    return (
+        status.get("phase") == "Running"
+        and bool(status.get("rayClusterName"))
+        and bool(status.get("outputDir"))
+    )
+
+
+@kopf.timer(*RFJ, interval=PROGRESS_POLL_SECONDS, initial_delay=PROGRESS_POLL_SECONDS, when=_is_running)
+@measured("ragfinetunejob")
+def report_progress(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+    """Copy the job's last training report (step, loss, step time, retrieval p50, ETA) into
+    status.progress, so `kubectl get rfj` and `kubectl describe rfj` show how far it is.
+
+    An unreachable head is logged and tried again on the next tick: progress is informative,
+    never a reason to change the phase.
+    """
+    meta, current = body["metadata"], body.get("status") or {}
+    url = progress.metrics_url(current["rayClusterName"], meta["namespace"])
+    read = getattr(memo, "fetch_metrics", None) or progress.fetch_metrics
+    try:
+        found = progress.parse_progress(read(url), current["outputDir"])
+    except progress.MetricsUnavailable as err:
+        logger.info("training progress not read: %s", err)
+        return
+    if found is None or found == current.get("progress"):
+        return
+    patch = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": {"progress": found}}
+    try:
+        patch_status(memo, RFJ, meta["namespace"], meta["name"], patch)
+    except ApiException as err:
+        if err.status != 409:  # another handler wrote the status: the next tick tries again
+            raise
 
 
 def rayjob_vanished(current: dict[str, Any], rayjob: str, stamp: str) -> tuple[dict[str, Any], Event]:

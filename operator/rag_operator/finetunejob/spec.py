@@ -117,6 +117,20 @@ class RagFinetuneJobSpec(RayPodsSpec):
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]
 
 
+class TrainingProgress(K8sModel):
+    """The last training report, read from the Ray head's metrics while the job runs."""
+
+    step: int | None = Field(default=None, description="Optimizer steps done.")
+    max_steps: int | None = Field(default=None, description="Optimizer steps the run will take.")
+    loss: float | None = Field(default=None, description="Mean loss over the last reported window.")
+    step_seconds: float | None = Field(default=None, description="Mean step time over that window.")
+    retrieval_p50_ms: float | None = Field(
+        default=None, alias="retrievalP50Ms", description="Median retrieval call over that window (ms)."
+    )
+    eta_seconds: int | None = Field(default=None, description="Remaining steps x step time.")
+    updated_at: str | None = Field(default=None, description="When the job made this report.")
+
+
 class RagFinetuneJobStatus(K8sModel):
     """What the operator reports; mirrors the RayJob's status."""
 
@@ -141,6 +155,9 @@ class RagFinetuneJobStatus(K8sModel):
     )
     network_policy_name: str | None = Field(
         default=None, description="The NetworkPolicy fencing the Ray pods."
+    )
+    progress: TrainingProgress | None = Field(
+        default=None, description="Training progress while the job runs (kept when it ends)."
     )
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)

@@ -397,12 +397,12 @@ def test_valid_dashboard_peers_reach_both_network_policies_unchanged() -> None:
     doc = copy.deepcopy(load_example("cpu"))
     doc["spec"]["security"] = {"dashboardPeers": GOOD_PEERS}
     policy = render.render_job_network_policy("j", "ns", render.parse_spec(doc["spec"]))
-    assert policy["spec"]["ingress"][2]["from"] == GOOD_PEERS
+    assert policy["spec"]["ingress"][3]["from"] == GOOD_PEERS
     rrc = yaml.safe_load(RRC_EXAMPLE.read_text())
     rrc["spec"]["security"] = {"dashboardPeers": GOOD_PEERS}
     cluster_for(rrc, no_kb_metadata)  # renders
     policy = render_cluster_network_policy("wiki-dpr", "ns", parse_rrc_spec(rrc["spec"]))
-    assert policy["spec"]["ingress"][2]["from"] == GOOD_PEERS
+    assert policy["spec"]["ingress"][3]["from"] == GOOD_PEERS
 
 
 def test_a_retrieval_cluster_names_the_field_of_a_bad_affinity_too() -> None:

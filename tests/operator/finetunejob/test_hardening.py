@@ -79,22 +79,29 @@ def test_a_secret_reaches_only_the_groups_it_is_given_to() -> None:
     }
 
 
-def test_the_network_policy_admits_the_jobs_pods_and_only_the_operators_to_the_dashboard() -> None:
+def test_the_network_policy_admits_the_jobs_pods_and_only_the_operators_to_the_dashboard_and_metrics() -> (
+    None
+):
     doc = load_example("cpu")
     spec = render.parse_spec(doc["spec"])
     policy = render.render_job_network_policy("rag-tiny-cpu", "ns", spec)
     own = {"matchLabels": {names.LABEL_JOB: "rag-tiny-cpu"}}
     assert policy["spec"]["podSelector"] == own and policy["spec"]["policyTypes"] == ["Ingress"]
-    everything, dashboard = policy["spec"]["ingress"]
+    everything, kuberay, ours = policy["spec"]["ingress"]
     assert everything == {"from": [{"podSelector": own}]}
-    assert dashboard["ports"] == [{"protocol": "TCP", "port": 8265}]
-    assert {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in dashboard["from"]} == {
-        "kuberay-operator",
-        "rag-finetune-operator",
-    }
+    # KubeRay submits and polls through the dashboard; our operator also reads the training
+    # progress on Ray's metrics port.
+    assert kuberay["ports"] == [{"protocol": "TCP", "port": 8265}]
+    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in kuberay["from"]] == [
+        "kuberay-operator"
+    ]
+    assert ours["ports"] == [{"protocol": "TCP", "port": 8265}, {"protocol": "TCP", "port": 8080}]
+    assert [p["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for p in ours["from"]] == [
+        "rag-finetune-operator"
+    ]
     extra = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     relaxed = render.parse_spec({**doc["spec"], "security": {"dashboardPeers": [extra]}})
-    peers = render.render_job_network_policy("x", None, relaxed)["spec"]["ingress"][2]
+    peers = render.render_job_network_policy("x", None, relaxed)["spec"]["ingress"][3]
     # A listed peer (a monitoring namespace) reaches the dashboard and Ray's metrics port, no more.
     assert peers == {
         "from": [extra],
