@@ -181,6 +181,18 @@ def crd() -> dict[str, Any]:
     spec_schema = _schema(RagFinetuneJobSpec)
     _group_rules(spec_schema, TrainerGroupSpec)
     cel.add_rules(spec_schema, _shared_job_rules())
+    cel.add_rules(
+        spec_schema["properties"]["rayJob"],
+        [
+            {
+                "rule": "!has(self.queueName) || !has(self.suspend) || !self.suspend",
+                "message": "spec.rayJob.suspend must be false with spec.rayJob.queueName: Kueue suspends "
+                "and resumes a queued job (hold the queue instead, e.g. its ClusterQueue's stopPolicy)",
+                "fieldPath": ".suspend",
+                "reason": "FieldValueForbidden",
+            }
+        ],
+    )
     fields = list(spec_schema["properties"])
     ray_job_fields = [f for f in spec_schema["properties"]["rayJob"]["properties"] if f != "suspend"]
     can_change = "spec.rayJob.suspend"

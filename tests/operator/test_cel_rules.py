@@ -92,6 +92,11 @@ def _job(which: str = "cpu") -> dict[str, Any]:
     return doc
 
 
+def _queued(doc: dict[str, Any]) -> dict[str, Any]:
+    doc["spec"].setdefault("rayJob", {})["queueName"] = "team-a-gpus"
+    return doc
+
+
 def _cluster() -> dict[str, Any]:
     doc = yaml.safe_load(RRC_EXAMPLE.read_text())
     doc["metadata"]["namespace"] = NS
@@ -125,6 +130,8 @@ JOB_CASES = [
     ("shared-suspended", _shared_job, "spec.rayJob.suspend", True, "spec.rayJob.suspend", "cannot suspend"),
     ("shared-sidecar", _shared_job, "spec.rayJob.submissionMode", "SidecarMode", "spec.rayJob.submissionMode", "SidecarMode cannot run"),
     ("shared-backoff", _shared_job, "spec.rayJob.backoffLimit", 2, "spec.rayJob.backoffLimit", "must be 0"),
+    ("shared-queued", _shared_job, "spec.rayJob.queueName", "team-a", "spec.rayJob.queueName", "Kueue cannot admit"),
+    ("queued-and-suspended", lambda: _queued(_job()), "spec.rayJob.suspend", True, "spec.rayJob.suspend", "must be false with spec.rayJob.queueName"),
     ("shared-torch-retrieval", _shared_job, "spec.job.retrieval.mode", "torch", "spec.job.retrieval.mode", "must be ray"),
 ]  # fmt: skip
 

@@ -29,6 +29,9 @@ LABEL_GROUP = f"{GROUP}/group"
 #: spec change is compared with what is really running (not with kopf's last-seen spec).
 ANNOTATION_APPLIED_SPEC = f"{GROUP}/applied-spec"
 
+#: Kueue's label naming the LocalQueue of a job (KubeRay's RayJob is one of Kueue's integrations).
+LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+
 #: KubeRay appends 6 characters to a RayJob name for its RayCluster, whose name is capped at 53.
 MAX_RAYJOB_NAME_LENGTH = 47
 

@@ -222,7 +222,8 @@ def _apply_spec_change(
             conditions, SPEC_CHANGE_REJECTED, False, "SpecMatchesRayJob", "spec matches the RayJob", stamp
         )
     want = requested.ray_job.suspend
-    if bool((rayjob.get("spec") or {}).get("suspend", False)) != want:
+    queued = names.LABEL_KUEUE_QUEUE in (rayjob["metadata"].get("labels") or {})
+    if not queued and bool((rayjob.get("spec") or {}).get("suspend", False)) != want:  # Kueue owns it
         meta = rayjob["metadata"]
         memo.custom.patch_namespaced_custom_object(
             *RAYJOB[:2],

@@ -60,6 +60,14 @@ def plan_job(
     if spec.retrieval_cluster_ref:
         return plan_shared_job(name, spec, cluster, namespace)
     problems = check_name(name) + check_positive_cpu(spec.trainers.cpu, "spec.trainers.cpu")
+    if spec.ray_job.queue_name and spec.ray_job.suspend:
+        problems.append(
+            (
+                "spec.rayJob.suspend",
+                "must be false with spec.rayJob.queueName: Kueue suspends and resumes a queued job "
+                "(hold the queue instead, e.g. its ClusterQueue's stopPolicy)",
+            )
+        )
     trainers, retrieval, job_retrieval = spec.trainers, spec.retrieval, spec.job.retrieval
     workers_per_pod = trainers.workers
     uses_actors = job_retrieval.mode == "ray"
@@ -219,6 +227,7 @@ TRAINER_FIELDS_NOT_WITH_REF = ("cpu", "memory", "gpu_resource", "node_selector",
 RAYJOB_FIELDS_NOT_WITH_REF = {
     "ray_version": "the RagRetrievalCluster's rayVersion applies",
     "ttl_seconds_after_finished": "a shared RayCluster is never torn down by a job",
+    "queue_name": "Kueue cannot admit a RayJob that runs on an existing RayCluster (clusterSelector)",
 }
 
 

@@ -70,6 +70,9 @@ def render_rayjob(
         rayjob_spec["submitterPodTemplate"] = submitter_template(submitter_labels, spec, spec.head)
     if ray_job.active_deadline_seconds is not None:
         rayjob_spec["activeDeadlineSeconds"] = ray_job.active_deadline_seconds
+    if ray_job.queue_name:  # Kueue admits it by un-suspending it
+        metadata["labels"][names.LABEL_KUEUE_QUEUE] = ray_job.queue_name
+        rayjob_spec["suspend"] = True
     return {
         "apiVersion": f"{names.RAY_GROUP}/{names.RAY_VERSION}",
         "kind": "RayJob",

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from rag_job import config as job_config
 
 from ..common.errors import spec_error
-from ..common.k8s_types import Dns1035Label, Int32, RayVersion
+from ..common.k8s_types import Dns1035Label, DnsSubdomain, Int32, RayVersion
 from ..common.models import (
     Condition,
     HeadSpec,
@@ -93,6 +93,12 @@ class RayJobOptions(K8sModel):
     )
     backoff_limit: Int32 = Field(default=0, ge=0, description="Retries of the whole RayJob.")
     suspend: bool = Field(default=False, description="Create suspended, or suspend a running job.")
+    queue_name: DnsSubdomain | None = Field(
+        default=None,
+        description="Kueue LocalQueue (in the job's namespace) that admits the RayJob: it is created "
+        "suspended with the kueue.x-k8s.io/queue-name label and Kueue, not the operator, decides "
+        "when it runs (phase Queued until then). Not with suspend or retrievalClusterRef.",
+    )
 
 
 class RagFinetuneJobSpec(RayPodsSpec):
@@ -114,7 +120,7 @@ class RagFinetuneJobSpec(RayPodsSpec):
     )
 
 
-Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]
+Phase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed", "Suspended"]
 
 
 class TrainingProgress(K8sModel):

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..common.conditions import Event, set_condition
+from ..common.names import LABEL_KUEUE_QUEUE
 
 #: Condition types, one per phase plus the lifecycle ones the controller sets.
 RAYJOB_CREATED = "RayJobCreated"
-PHASE_CONDITIONS = ("Running", "Succeeded", "Failed", "Suspended")
+PHASE_CONDITIONS = ("Queued", "Running", "Succeeded", "Failed", "Suspended")
 
 _TERMINAL_FAILED = {"FAILED", "STOPPED"}
 
@@ -45,6 +46,11 @@ def mirror(
     phase = phase_of(job_status, deployment)
     reason = ray_status.get("reason") or None
     message = ray_status.get("message") or None
+    queue = ((rayjob.get("metadata") or {}).get("labels") or {}).get(LABEL_KUEUE_QUEUE)
+    if queue and phase in ("Suspended", "Pending") and (rayjob.get("spec") or {}).get("suspend"):
+        # Kueue holds it: waiting for quota in the queue, not suspended by anyone here.
+        phase, reason = "Queued", "WaitingForAdmission"
+        message = f"waiting for Kueue to admit it from LocalQueue {queue}"
     patch: dict[str, Any] = {
         "phase": phase,
         "jobStatus": job_status,

@@ -336,3 +336,48 @@ def test_handlers_are_registered_for_create_resume_spec_changes_and_rayjob_event
     assert mirror.selector.group == "ray.io" and mirror.labels == {
         names.LABEL_MANAGED_BY: names.OPERATOR_NAME
     }
+
+
+# --- queueing with Kueue (spec.rayJob.queueName) ---------------------------------------------------
+# The fake API stands in for Kueue here (it un-suspends the RayJob as Kueue's admission does);
+# a real Kueue controller is not part of the test control plane yet (issue 17, item 1).
+
+
+def test_a_queued_job_is_created_suspended_for_kueue_and_the_operator_never_resumes_it(
+    memo: FakeMemo,
+) -> None:
+    body = submit(memo, rayJob={"queueName": "team-a-gpus"})
+    reconcile(memo, body)
+    (rayjob,) = rayjobs(memo)
+    assert rayjob["metadata"]["labels"][names.LABEL_KUEUE_QUEUE] == "team-a-gpus"
+    assert rayjob["spec"]["suspend"] is True
+    name = body["metadata"]["name"]
+
+    held = ray_progress(memo, name, jobDeploymentStatus="Suspended")
+    controller.mirror_rayjob(event={"type": "MODIFIED"}, body=held, memo=memo)
+    job = stored(memo, body)
+    assert (job["status"]["phase"], job["status"]["reason"]) == ("Queued", "WaitingForAdmission")
+    assert "LocalQueue team-a-gpus" in job["status"]["message"]
+    assert condition(job, "Queued")["status"] == "True"
+
+    reconcile(memo, stored(memo, body))  # a resume or restart of the operator: suspend is Kueue's
+    assert rayjobs(memo)[0]["spec"]["suspend"] is True
+    assert not [c for c in memo.custom.calls if c[0] == "patch" and c[1] == RAYJOBS]
+
+    key = (RAY, RAYJOBS, NS, name)  # Kueue admits it: un-suspends the RayJob, KubeRay runs it
+    memo.custom.objects[key]["spec"]["suspend"] = False
+    running = ray_progress(memo, name, jobDeploymentStatus="Running", jobStatus="RUNNING")
+    controller.mirror_rayjob(event={"type": "MODIFIED"}, body=running, memo=memo)
+    job = stored(memo, body)
+    assert job["status"]["phase"] == "Running" and condition(job, "Queued")["status"] == "False"
+    reconcile(memo, stored(memo, body))
+    assert rayjobs(memo)[0]["spec"]["suspend"] is False  # and it never suspends it again either
+
+
+def test_a_queued_job_may_not_be_suspended_by_hand(memo: FakeMemo) -> None:
+    body = submit(memo, rayJob={"queueName": "q", "suspend": True})
+    with pytest.raises(kopf.PermanentError):
+        reconcile(memo, body)
+    job = stored(memo, body)
+    assert "spec.rayJob.suspend: must be false with spec.rayJob.queueName" in job["status"]["message"]
+    assert rayjobs(memo) == []

@@ -209,14 +209,21 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
 # --- the CRD and the rendered RayJob, judged by the API server ---------------------------------------
 
 
+@pytest.mark.parametrize("queue", [None, "team-a-gpus"], ids=["own", "kueue"])
 @pytest.mark.parametrize("which", sorted(EXAMPLES))
-def test_the_api_server_accepts_each_example_and_its_rendered_rayjob(plane: ControlPlane, which: str) -> None:
+def test_the_api_server_accepts_each_example_and_its_rendered_rayjob(
+    plane: ControlPlane, which: str, queue: str | None
+) -> None:
     doc = example(which)
+    if queue:  # queued through Kueue: the RayJob is created suspended, labelled with its LocalQueue
+        doc["spec"].setdefault("rayJob", {})["queueName"] = queue
     status, body = apply(plane, doc, dry_run=True)
     assert status == 201, body
     rayjob, _ = render.rayjob_for(doc, no_kb_metadata)
     status, body = plane.api().request("POST", f"{RAYJOBS}?fieldValidation=Strict&dryRun=All", rayjob)
     assert status == 201, body
+    assert body["metadata"]["labels"].get(names.LABEL_KUEUE_QUEUE) == queue
+    assert body["spec"].get("suspend", False) is bool(queue)
 
 
 @pytest.mark.parametrize(

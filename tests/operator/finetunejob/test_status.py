@@ -44,7 +44,13 @@ def test_mirror_copies_the_rayjob_fields_and_posts_one_event_per_phase_change() 
     assert patch["dashboardURL"] == "svc:8265" and patch["startTime"] == "2026-01-01T00:00:00Z"
     assert [(e.type, e.reason) for e in events] == [("Normal", "Running")]
     running = {c["type"]: c["status"] for c in patch["conditions"]}
-    assert running == {"Running": "True", "Succeeded": "False", "Failed": "False", "Suspended": "False"}
+    assert running == {
+        "Queued": "False",
+        "Running": "True",
+        "Succeeded": "False",
+        "Failed": "False",
+        "Suspended": "False",
+    }
 
     again, events = status.mirror(rayjob, patch, "t2")
     assert events == [] and again == patch
