@@ -41,55 +41,41 @@ def _unchanged(path: str, field: str) -> str:
 
 
 def immutable_once(
-    started_by: str, spec_fields: list[str], mutable: dict[str, list[str]], kind: str, child: str
+    started_by: str, spec_schema: dict[str, Any], mutable: dict[str, list[str]], kind: str, child: str
 ) -> list[Rule]:
     """Root transition rules: once `status.<started_by>` is set (the child exists), every spec field
-    but the `mutable` ones keeps its value; one rule per top-level field, so the message names it.
+    but the `mutable` ones keeps its value; one rule per field, so the message names it.
 
-    `mutable` maps a top-level field to those of its sub-fields that may change (the rest of it
-    may not); a field absent from it may not change at all.
+    `mutable` maps a top-level field to those of its sub-fields that may change: its other
+    sub-fields get a rule each; a top-level field absent from it may not change at all.
     """
     allowed = ", ".join(f"spec.{top}.{sub}" for top, subs in mutable.items() for sub in subs)
     allowed = f"only {allowed} can change" if allowed else "no spec field can change"
     guard = f"!has(oldSelf.status) || !has(oldSelf.status.{started_by})"
-    rules: list[Rule] = []
-    for field in spec_fields:
-        if field in mutable:
-            continue
-        rules.append(
-            {
-                "rule": f"{guard} || ({_unchanged('spec', field)})",
-                "message": f"spec.{field} cannot change once the {child} exists (status.{started_by} is "
-                f"set): delete the {kind} and create it again with the new value ({allowed})",
-                "fieldPath": f".spec.{field}",
-                "reason": "FieldValueForbidden",
-            }
+
+    def rule(condition: str, path: str) -> Rule:
+        return {
+            "rule": f"{guard} || {condition}",
+            "message": f"spec.{path} cannot change once the {child} exists (status.{started_by} is "
+            f"set): delete the {kind} and create it again with the new value ({allowed})",
+            "fieldPath": f".spec.{path}",
+            "reason": "FieldValueForbidden",
+        }
+
+    properties = spec_schema["properties"]
+    whole = [rule(f"({_unchanged('spec', field)})", field) for field in properties if field not in mutable]
+    # A partly mutable field added or removed whole has nothing to compare its sub-fields with:
+    # only what both versions hold is compared.
+    parts = [
+        rule(
+            f"!(has(self.spec.{top}) && has(oldSelf.spec.{top})) || ({_unchanged(f'spec.{top}', sub)})",
+            f"{top}.{sub}",
         )
-    return rules
-
-
-def field_rules_with(
-    sub_fields: dict[str, list[str]], started_by: str, kind: str, child: str, allowed: str
-) -> list[Rule]:
-    """Root transition rules for the fixed sub-fields of partly mutable top-level fields."""
-    guard = f"!has(oldSelf.status) || !has(oldSelf.status.{started_by})"
-    rules = []
-    for top, fixed in sub_fields.items():
-        for sub in fixed:
-            presence = f"has(self.spec.{top}) && has(oldSelf.spec.{top})"
-            rules.append(
-                {
-                    # A top-level field added or removed whole compares its sub-field with nothing:
-                    # only what both versions hold can be compared here.
-                    "rule": f"{guard} || !({presence}) || ({_unchanged(f'spec.{top}', sub)})",
-                    "message": f"spec.{top}.{sub} cannot change once the {child} exists (status."
-                    f"{started_by} is set): delete the {kind} and create it again with the new value "
-                    f"(only {allowed} can change)",
-                    "fieldPath": f".spec.{top}.{sub}",
-                    "reason": "FieldValueForbidden",
-                }
-            )
-    return rules
+        for top, changeable in mutable.items()
+        for sub in properties[top]["properties"]
+        if sub not in changeable
+    ]
+    return whole + parts
 
 
 def one_gpu_per_worker_rule(default_gpus: int) -> Rule:

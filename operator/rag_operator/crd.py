@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import yaml
+from pydantic.alias_generators import to_camel
 
 from . import cel
 from .common import names
@@ -106,11 +107,6 @@ def _schema(model: type) -> dict[str, Any]:
     return structural(model.model_json_schema(by_alias=True, mode="validation"))  # type: ignore[attr-defined]
 
 
-def _camel(field: str) -> str:
-    head, *rest = field.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def _group_rules(spec_schema: dict[str, Any], trainer_model: type) -> None:
     """Rules of the pod groups both resources share: one GPU per worker, equal actors per shard."""
     properties = spec_schema["properties"]
@@ -119,7 +115,7 @@ def _group_rules(spec_schema: dict[str, Any], trainer_model: type) -> None:
         [cel.one_gpu_per_worker_rule(trainer_model.model_fields["gpus_per_pod"].default)],
     )
     defaults = {
-        _camel(field): RetrievalGroupSpec.model_fields[field].default
+        to_camel(field): RetrievalGroupSpec.model_fields[field].default
         for field in ("replicas", "actors_per_pod", "shards")
     }
     cel.add_rules(properties["retrieval"], [cel.actors_per_shard_rule(defaults)])
@@ -130,8 +126,8 @@ def _shared_job_rules() -> list[cel.Rule]:
     ref = "retrievalClusterRef"
     trainer_why = "the cluster's trainer group decides the pods (set spec.trainers.replicas only)"
     nested = {
-        "trainers": {_camel(field): trainer_why for field in TRAINER_FIELDS_NOT_WITH_REF},
-        "rayJob": {_camel(field): why for field, why in RAYJOB_FIELDS_NOT_WITH_REF.items()},
+        "trainers": {to_camel(field): trainer_why for field in TRAINER_FIELDS_NOT_WITH_REF},
+        "rayJob": {to_camel(field): why for field, why in RAYJOB_FIELDS_NOT_WITH_REF.items()},
     }
     refused = [
         (
@@ -159,7 +155,7 @@ def _shared_job_rules() -> list[cel.Rule]:
         ),
     ]
     return [
-        *cel.omitted_with_ref(ref, {_camel(k): why for k, why in NOT_WITH_REF.items()}, nested),
+        *cel.omitted_with_ref(ref, {to_camel(k): why for k, why in NOT_WITH_REF.items()}, nested),
         *cel.refused_with_ref(ref, refused),
     ]
 
@@ -193,13 +189,9 @@ def crd() -> dict[str, Any]:
             }
         ],
     )
-    fields = list(spec_schema["properties"])
-    ray_job_fields = [f for f in spec_schema["properties"]["rayJob"]["properties"] if f != "suspend"]
-    can_change = "spec.rayJob.suspend"
     root_rules = [
         cel.name_rule(names.MAX_RAYJOB_NAME_LENGTH, "the RayJob and its RayCluster"),
-        *cel.immutable_once("rayJobName", fields, {"rayJob": ["suspend"]}, names.KIND, "RayJob"),
-        *cel.field_rules_with({"rayJob": ray_job_fields}, "rayJobName", names.KIND, "RayJob", can_change),
+        *cel.immutable_once("rayJobName", spec_schema, {"rayJob": ["suspend"]}, names.KIND, "RayJob"),
     ]
     return _crd(
         kind=names.KIND,
@@ -231,9 +223,7 @@ def rrc_crd() -> dict[str, Any]:
     why = f"the RayCluster and the RayJob <name>{names.SERVICE_SUFFIX}"
     root_rules = [
         cel.name_rule(names.MAX_RRC_NAME_LENGTH, why),
-        *cel.immutable_once(
-            "rayClusterName", list(spec_schema["properties"]), {}, names.RRC_KIND, "RayCluster"
-        ),
+        *cel.immutable_once("rayClusterName", spec_schema, {}, names.RRC_KIND, "RayCluster"),
     ]
     return _crd(
         kind=names.RRC_KIND,

@@ -7,13 +7,10 @@ from them: operator/rag_operator/cel.py)."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,15 +22,14 @@ from rag_operator.common.sizing import no_kb_metadata
 from rag_operator.finetunejob import render
 from rag_operator.retrievalcluster.plan import plan_retrieval_cluster
 from rag_operator.retrievalcluster.spec import parse_rrc_spec
+from tests.operator.apiserver import api_server_with
 from tests.operator.testlib import REPO, RRC_EXAMPLE, SHARED_JOB_EXAMPLE, load_example
-from tests.polling import eventually
 
 pytestmark = pytest.mark.cluster
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from localcluster.controlplane import ControlPlane, start_control_plane  # noqa: E402
-from localcluster.toolchain import ToolchainMissing, find_toolchain  # noqa: E402
+from localcluster.controlplane import ControlPlane  # noqa: E402
 
 NS = "default"
 RFJS = f"/apis/{names.API_VERSION}/namespaces/{NS}/{names.PLURAL}"
@@ -44,32 +40,11 @@ CRD_DIR = REPO / "charts" / "rag-finetune-operator" / "crds"
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ControlPlane]:
-    """A kube-apiserver with both CRDs from the chart, as `helm install` leaves them (no operator)."""
-    try:
-        toolchain = find_toolchain()
-    except ToolchainMissing as err:
-        pytest.skip(f"control-plane toolchain not built (make toolchain): {err}")
-    directory = Path(tempfile.mkdtemp(prefix="rag-cel-"))
-    plane = start_control_plane(toolchain, directory)
-    api = plane.api()
-    try:
-        for filename, crd_name in (
-            (names.CRD_FILENAME, names.CRD_NAME),
-            (names.RRC_CRD_FILENAME, names.RRC_CRD_NAME),
-        ):
-            status, body = api.request("POST", CRDS, yaml.safe_load((CRD_DIR / filename).read_text()))
-            assert status == 201, body  # the API server takes the rules (syntax and cost budget)
-
-            def established(crd_name: str = crd_name) -> bool:
-                _, crd = api.request("GET", f"{CRDS}/{crd_name}")
-                conditions = (crd.get("status") or {}).get("conditions") or []
-                return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-            eventually(established, 30, f"{crd_name} established")
+    """A kube-apiserver with both CRDs from the chart, as `helm install` leaves them (no operator);
+    creating them shows the API server takes the rules (syntax and cost budget)."""
+    crds = [yaml.safe_load((CRD_DIR / f).read_text()) for f in (names.CRD_FILENAME, names.RRC_CRD_FILENAME)]
+    with api_server_with(crds, "rag-cel-") as plane:
         yield plane
-    finally:
-        plane.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> None:

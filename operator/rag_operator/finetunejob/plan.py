@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 
 from rag_job.config import JobConfig
 
@@ -231,11 +232,6 @@ RAYJOB_FIELDS_NOT_WITH_REF = {
 }
 
 
-def _camel(field: str) -> str:
-    head, *rest = field.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def shared_job_problems(spec: RagFinetuneJobSpec, cluster_name: str) -> Problems:
     """Fields of a job with `retrievalClusterRef` that no longer apply, each with the fix."""
     ref = f"retrievalClusterRef {cluster_name!r}"
@@ -248,14 +244,14 @@ def shared_job_problems(spec: RagFinetuneJobSpec, cluster_name: str) -> Problems
         if key in spec.trainers.model_fields_set:
             problems.append(
                 (
-                    f"spec.trainers.{_camel(key)}",
+                    f"spec.trainers.{to_camel(key)}",
                     f"must be omitted with {ref}: the cluster's trainer group decides the pods "
                     "(set spec.trainers.replicas only)",
                 )
             )
     for key, why in RAYJOB_FIELDS_NOT_WITH_REF.items():
         if key in spec.ray_job.model_fields_set:
-            problems.append((f"spec.rayJob.{_camel(key)}", f"must be omitted with {ref}: {why}"))
+            problems.append((f"spec.rayJob.{to_camel(key)}", f"must be omitted with {ref}: {why}"))
     ray_job = spec.ray_job
     if ray_job.suspend:
         problems.append(("spec.rayJob.suspend", "KubeRay cannot suspend a RayJob on a shared RayCluster"))

@@ -15,10 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +33,7 @@ from rag_operator.common import names
 from rag_operator.common.errors import SpecError
 from rag_operator.common.sizing import no_kb_metadata
 from rag_operator.finetunejob import render
+from tests.operator.apiserver import api_server_with
 from tests.operator.properties import KUBE_FIELDS
 from tests.operator.testlib import EXAMPLES, REPO, load_example
 from tests.polling import eventually
@@ -43,8 +42,7 @@ pytestmark = pytest.mark.cluster
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from localcluster.controlplane import ControlPlane, free_port, start_control_plane  # noqa: E402
-from localcluster.toolchain import ToolchainMissing, find_toolchain  # noqa: E402
+from localcluster.controlplane import ControlPlane, free_port  # noqa: E402
 
 NS = "default"
 RFJS = f"/apis/{names.API_VERSION}/namespaces/{NS}/{names.PLURAL}"
@@ -79,32 +77,13 @@ def peering_crd(kind: str, plural: str, scope: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def plane() -> Iterator[ControlPlane]:
-    try:
-        toolchain = find_toolchain()
-    except ToolchainMissing as err:
-        pytest.skip(f"control-plane toolchain not built (make toolchain): {err}")
-    directory = Path(tempfile.mkdtemp(prefix="rfj-apiserver-"))
-    plane = start_control_plane(toolchain, directory)
-    api = plane.api()
-    try:
-        status, body = api.request("POST", CRDS, yaml.safe_load(CRD_FILE.read_text()))
-        assert status == 201, body
-        for crd in (
-            peering_crd("ClusterKopfPeering", "clusterkopfpeerings", "Cluster"),
-            peering_crd("KopfPeering", "kopfpeerings", "Namespaced"),
-        ):
-            assert api.request("POST", CRDS, crd)[0] == 201
-
-        def established() -> bool:
-            _, crd = api.request("GET", f"{CRDS}/{names.CRD_NAME}")
-            conditions = (crd.get("status") or {}).get("conditions") or []
-            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-        eventually(established, 30, "the RagFinetuneJob CRD to be established")
+    crds = [
+        yaml.safe_load(CRD_FILE.read_text()),
+        peering_crd("ClusterKopfPeering", "clusterkopfpeerings", "Cluster"),
+        peering_crd("KopfPeering", "kopfpeerings", "Namespaced"),
+    ]
+    with api_server_with(crds, "rfj-apiserver-") as plane:
         yield plane
-    finally:
-        plane.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 #: The environment as collected, before other tests (Ray's among them) changed this process's.
