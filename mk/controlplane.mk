@@ -11,7 +11,7 @@ REAL_NODES ?= 0
 NODE_PACKAGES := containerd runc containernetworking-plugins iptables
 
 .PHONY: toolchain
-toolchain: ## build kube-apiserver, kube-controller-manager, kube-scheduler, the KubeRay operator and kwok into $(CACHE_DIR)/bin (once; needs Go)
+toolchain: ## build kube-apiserver, kube-controller-manager, kube-scheduler, the KubeRay operator, kwok, CoreDNS and Kueue into $(CACHE_DIR)/bin (once; needs Go)
 	@PY=$(PY) hack/controlplane/toolchain.sh
 
 .PHONY: test-cluster

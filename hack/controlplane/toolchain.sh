@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries the cluster tests run (kube-apiserver,
 # kube-controller-manager, kube-scheduler, the KubeRay operator, kwok) and the real nodes'
-# (kubelet, kube-proxy, CoreDNS) into the cache, keyed by version, and locates etcd in the
+# (kubelet, kube-proxy, CoreDNS) and Kueue into the cache, keyed by version, and locates etcd in the
 # virtualenv. Idempotent: a cached binary is
 # never rebuilt. Each step prints its time.
 set -euo pipefail
@@ -86,6 +86,21 @@ step kwok "$KWOK_VERSION" "$bin" install_module "sigs.k8s.io/kwok/cmd/kwok@$KWOK
 # CoreDNS: cluster DNS for the real nodes' pods (Services, the Ray head's headless Service).
 bin="$CACHE_DIR/bin/coredns-$COREDNS_VERSION/coredns"
 step CoreDNS "$COREDNS_VERSION" "$bin" install_module "github.com/coredns/coredns@$COREDNS_VERSION" "$bin"
+# Kueue: its controller manager, and its CRDs and webhook configurations from the same module
+# (the real-node Kueue test runs it on the host, as the admission webhook server too).
+bin="$CACHE_DIR/bin/kueue-$KUEUE_VERSION/kueue"
+step Kueue "$KUEUE_VERSION" "$bin" install_module "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION" "$bin"
+config="$(dirname "$bin")/config"
+if [[ ! -f "$config/webhook/manifests.yaml" ]]; then
+  (cd "${TMPDIR:-/tmp}" && go mod download "sigs.k8s.io/kueue@$KUEUE_VERSION")
+  module="$(go env GOMODCACHE)/sigs.k8s.io/kueue@$KUEUE_VERSION/config/components"
+  mkdir -p "$config.tmp/crds" "$config.tmp/webhook"
+  cp "$module"/crd/bases/*.yaml "$config.tmp/crds/"
+  cp "$module/webhook/manifests.yaml" "$config.tmp/webhook/"
+  chmod -R u+w "$config.tmp"
+  rm -rf "$config" && mv "$config.tmp" "$config"
+fi
+echo "toolchain: Kueue CRDs and webhooks: $config"
 # kuberay-submit: KubeRay's own submitter command builder, for the shell-safety test. Keyed by
 # the hash of its sources, which pin the KubeRay module version.
 src="$ROOT/hack/kuberay-submit"

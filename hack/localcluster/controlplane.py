@@ -228,7 +228,7 @@ def _start_all(plane: ControlPlane, toolchain: Toolchain, options: PlaneOptions)
         f"--service-account-private-key-file={pki.service_account.key}", f"--root-ca-file={pki.ca.cert}",
     ])  # fmt: skip
     # kube-controller-manager starts while the (large) CRDs are being established.
-    timed(plane, "crds", lambda: _install_crds(api, toolchain.kuberay_crds, apiserver))
+    timed(plane, "crds", lambda: install_crds(api, toolchain.kuberay_crds, apiserver))
     probe = f"127.0.0.1:{free_port()}"
     operator = launch(
         plane,
@@ -321,7 +321,7 @@ def _client_context(pki: Pki) -> ssl.SSLContext:
     return context
 
 
-def _install_crds(api: Api, files: tuple[Path, ...], apiserver: Component) -> None:
+def install_crds(api: Api, files: tuple[Path, ...], apiserver: Component) -> None:
     """Create each CRD (POST: RayCluster's is too big for client-side apply) and wait until established."""
     names = []
     for path in files:

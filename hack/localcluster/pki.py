@@ -68,6 +68,13 @@ def client_cert(openssl: Path, pki: Pki, name: str, subject: str) -> KeyPair:
     return _signed(openssl, pki.ca, pki.ca.cert.parent, name, subject, CLIENT_EXT)
 
 
+def loopback_serving_cert(openssl: Path, pki: Pki, directory: Path) -> KeyPair:
+    """tls.crt / tls.key for a server on 127.0.0.1 (an admission webhook the API server calls),
+    signed by pki's CA: the file names controller-runtime's webhook server reads."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return _signed(openssl, pki.ca, directory, "tls", "/CN=127.0.0.1", serving_ext())
+
+
 def make_pki(openssl: Path, directory: Path, extra_ips: tuple[str, ...] = ()) -> Pki:
     """Generate the CA, serving, admin and service-account keys under directory; extra_ips are
     more addresses the API server serves on (the real nodes' underlay address)."""

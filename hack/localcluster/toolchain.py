@@ -175,6 +175,16 @@ def require_real_nodes(toolchain: Toolchain) -> None:
         raise ToolchainMissing("the real nodes need root (network namespaces, mounts, containers)")
 
 
+def kueue_dir() -> Path:
+    """Where `make toolchain` puts the Kueue controller manager, CRDs and webhook configurations,
+    keyed by the version pinned in versions.env; ToolchainMissing with the fix when absent."""
+    directory = cache_dir() / "bin" / f"kueue-{pinned_version('KUEUE_VERSION')}"
+    for path in (directory / "kueue", directory / "config" / "webhook" / "manifests.yaml"):
+        if not path.exists():
+            raise ToolchainMissing(f"{path} is missing: {build_hint()}")
+    return directory
+
+
 def build_hint() -> str:
     """How to get a missing binary: `make toolchain`, which needs Go."""
     if shutil.which("go") is None:

@@ -49,6 +49,8 @@ WORKLOAD: list[Rule] = [
     {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["get", "create"]},
     # a started job's pods, read by its job label to report the ones the scheduler cannot place.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    # a queued job's Kueue Workload, read for the reason Kueue holds it (status.message).
+    {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"], "verbs": ["list"]},
     # events on RagFinetuneJobs and RagRetrievalClusters, posted by the handlers and by kopf.
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]

@@ -96,6 +96,13 @@ def test_permissions_cover_every_call_the_handlers_make() -> None:
     )
     edited["spec"]["rayJob"]["suspend"] = True
     controller.reconcile(body=edited, memo=memo, patch=kopf.Patch())
+    queued = load_example("cpu")
+    queued["metadata"].update(namespace="ns", name="queued")
+    queued["spec"]["rayJob"]["queueName"] = "team-a"
+    patch = kopf.Patch()
+    controller.reconcile(body=memo.custom.put(names.GROUP, names.PLURAL, queued), memo=memo, patch=patch)
+    queued["status"] = {**patch["status"], "phase": "Queued"}
+    controller.report_queue(body=queued, memo=memo, logger=None)
 
     used = rbac_calls(memo.custom.calls)
     used.add(("", "events", "create"))
@@ -106,6 +113,7 @@ def test_permissions_cover_every_call_the_handlers_make() -> None:
         "ragfinetunejobs",
         "ragfinetunejobs/status",
         "events",
+        "workloads",
     }
     for group, resource, verb in used:
         assert _granted(permissions.WORKLOAD, group, resource, verb), (group, resource, verb)

@@ -104,6 +104,7 @@ GROUP_OF_PLURAL = {
     "networkpolicies": "networking.k8s.io",
     "ragfinetunejobs": "rag.finetune.dev",
     "ragretrievalclusters": "rag.finetune.dev",
+    "workloads": "kueue.x-k8s.io",
 }
 _VERB = {"get": "get", "create": "create", "patch": "patch", "patch-status": "patch", "list": "list"}
 

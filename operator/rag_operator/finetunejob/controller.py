@@ -4,7 +4,8 @@
   RagRetrievalCluster is Ready, for a shared job), apply `suspend`, refuse other changes;
 - RayJob events: mirror its status into ours;
 - a timer: the job's pods' scheduling (PodsScheduled), a shared job's pool pods included;
-- a timer: a running job's training progress, from its Ray head's metrics (status.progress).
+- a timer: a running job's training progress, from its Ray head's metrics (status.progress);
+- a timer: why Kueue holds a queued job (its Workload's condition, into status.message).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from ..metrics import measured
 from ..retrievalcluster.spec import parse_rrc_spec
 from ..retrievalcluster.status import READY as CLUSTER_READY
 from ..retrievalcluster.status import is_ready
-from . import progress, render, status
+from . import progress, queueing, render, status
 from .spec import parse_spec
 
 #: Condition on a job with retrievalClusterRef, and how often a waiting job looks again.
@@ -53,6 +54,8 @@ WAIT_FOR_CLUSTER_SECONDS = 15
 SCHEDULING_POLL_SECONDS = 15
 #: How often a running job's training progress is read from its Ray head's metrics.
 PROGRESS_POLL_SECONDS = 20
+#: How often a queued job's Kueue Workload is read for the reason it waits.
+QUEUE_POLL_SECONDS = 15
 #: Dotted spec paths that may change while the RayJob exists.
 MUTABLE_PATHS = frozenset({"rayJob.suspend"})
 _FINISHED_PHASES = ("Succeeded", "Failed")
@@ -357,6 +360,62 @@ def report_progress(body: Any, memo: Any, logger: Any, **_: Any) -> None:
     except ApiException as err:
         if err.status != 409:  # another handler wrote the status: the next tick tries again
             raise
+
+
+def _is_queued(status: Any, **_: Any) -> bool:
+    return status.get("phase") == "Queued" and bool(status.get("rayJobName"))
+
+
+def _workloads(memo: Any, namespace: str, rayjob_uid: str) -> list[dict[str, Any]]:
+    """Kueue's Workloads of a RayJob, from the newest API version Kueue serves."""
+    selector = f"{queueing.JOB_UID_LABEL}={rayjob_uid}"
+    for version in queueing.WORKLOAD_VERSIONS:
+        try:
+            listed = memo.custom.list_namespaced_custom_object(
+                queueing.KUEUE_GROUP, version, namespace, queueing.WORKLOAD_PLURAL, label_selector=selector
+            )
+        except ApiException as err:
+            if err.status == 404 and version != queueing.WORKLOAD_VERSIONS[-1]:
+                continue
+            raise
+        return listed.get("items") or []
+    return []
+
+
+@kopf.timer(*RFJ, interval=QUEUE_POLL_SECONDS, initial_delay=5, when=_is_queued)
+@measured("ragfinetunejob")
+def report_queue(body: Any, memo: Any, logger: Any, **_: Any) -> None:
+    """Add Kueue's reason for holding a queued job (its Workload's QuotaReserved condition: not
+    enough quota, no such LocalQueue...) to status.message and the Queued condition.
+
+    Kueue not installed, or no permission to read its Workloads, is logged: the job still shows
+    Queued with the LocalQueue it waits in.
+    """
+    meta, current = body["metadata"], body.get("status") or {}
+    namespace = meta["namespace"]
+    rayjob = get_object(memo, RAYJOB, namespace, current["rayJobName"])
+    if rayjob is None or not queueing.queue_of(rayjob):
+        return
+    try:
+        detail = queueing.admission_detail(_workloads(memo, namespace, rayjob["metadata"]["uid"]))
+    except ApiException as err:
+        if err.status not in (403, 404):
+            raise
+        logger.info(
+            "Kueue's Workloads not readable (%s %s): status shows the queue only", err.status, err.reason
+        )
+        return
+    stamp = now()
+
+    def compute(job: dict[str, Any]) -> dict[str, Any] | None:
+        held = job.get("status") or {}
+        if held.get("phase") != "Queued":
+            return None  # admitted meanwhile: the RayJob mirror owns the status now
+        message = queueing.waiting_message(queueing.queue_of(rayjob) or "", detail)
+        update, _ = status.mirror(plain(rayjob), {**held, "message": message}, stamp)
+        return update if any(held.get(key) != value for key, value in update.items()) else None
+
+    update_status(memo, RFJ, namespace, meta["name"], compute)
 
 
 def rayjob_vanished(current: dict[str, Any], rayjob: str, stamp: str) -> tuple[dict[str, Any], Event]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..common.conditions import Event, set_condition
-from ..common.names import LABEL_KUEUE_QUEUE
+from .queueing import queue_of, waiting_message
 
 #: Condition types, one per phase plus the lifecycle ones the controller sets.
 RAYJOB_CREATED = "RayJobCreated"
@@ -46,11 +46,14 @@ def mirror(
     phase = phase_of(job_status, deployment)
     reason = ray_status.get("reason") or None
     message = ray_status.get("message") or None
-    queue = ((rayjob.get("metadata") or {}).get("labels") or {}).get(LABEL_KUEUE_QUEUE)
+    queue = queue_of(rayjob)
     if queue and phase in ("Suspended", "Pending") and (rayjob.get("spec") or {}).get("suspend"):
-        # Kueue holds it: waiting for quota in the queue, not suspended by anyone here.
+        # Kueue holds it: waiting for quota in the queue, not suspended by anyone here. Kueue's own
+        # reason, once the queue timer has read it, stays until the job leaves the queue.
         phase, reason = "Queued", "WaitingForAdmission"
-        message = f"waiting for Kueue to admit it from LocalQueue {queue}"
+        message = waiting_message(queue)
+        if current.get("phase") == "Queued" and (current.get("message") or "").startswith(message):
+            message = current["message"]
     patch: dict[str, Any] = {
         "phase": phase,
         "jobStatus": job_status,

@@ -14,6 +14,7 @@ from typing import Any
 
 import kopf
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from rag_operator.common import names
 from rag_operator.finetunejob import controller
@@ -339,8 +340,8 @@ def test_handlers_are_registered_for_create_resume_spec_changes_and_rayjob_event
 
 
 # --- queueing with Kueue (spec.rayJob.queueName) ---------------------------------------------------
-# The fake API stands in for Kueue here (it un-suspends the RayJob as Kueue's admission does);
-# a real Kueue controller is not part of the test control plane yet (issue 17, item 1).
+# The fake API stands in for Kueue here (it un-suspends the RayJob as Kueue's admission does, and
+# holds the Workload Kueue would make); tests/nodes/test_kueue.py runs the real Kueue on real pods.
 
 
 def test_a_queued_job_is_created_suspended_for_kueue_and_the_operator_never_resumes_it(
@@ -381,3 +382,68 @@ def test_a_queued_job_may_not_be_suspended_by_hand(memo: FakeMemo) -> None:
     job = stored(memo, body)
     assert "spec.rayJob.suspend: must be false with spec.rayJob.queueName" in job["status"]["message"]
     assert rayjobs(memo) == []
+
+
+def kueue_workload(memo: FakeMemo, rayjob: dict[str, Any], **condition: str) -> None:
+    """The Workload Kueue makes for a RayJob, with its QuotaReserved condition."""
+    memo.custom.put(
+        "kueue.x-k8s.io",
+        "workloads",
+        {
+            "metadata": {
+                "name": f"rayjob-{rayjob['metadata']['name']}-1a2b3",
+                "namespace": NS,
+                "labels": {"kueue.x-k8s.io/job-uid": rayjob["metadata"]["uid"]},
+                "creationTimestamp": "2026-12-04T05:00:00Z",
+            },
+            "status": {"conditions": [{"type": "QuotaReserved", **condition}]},
+        },
+    )
+
+
+def test_a_queued_job_says_why_kueue_holds_it(memo: FakeMemo) -> None:
+    body = submit(memo, rayJob={"queueName": "team-a-gpus"})
+    reconcile(memo, body)
+    (rayjob,) = rayjobs(memo)
+    held = ray_progress(memo, body["metadata"]["name"], jobDeploymentStatus="Suspended")
+    controller.mirror_rayjob(event={"type": "MODIFIED"}, body=held, memo=memo)
+    why = "couldn't assign flavors to pod set head: insufficient unused quota for cpu in flavor default, 3 more needed"
+    kueue_workload(memo, rayjob, status="False", reason="Pending", message=why)
+
+    controller.report_queue(body=stored(memo, body), memo=memo, logger=None)
+    job = stored(memo, body)
+    assert job["status"]["phase"] == "Queued"
+    assert (
+        job["status"]["message"]
+        == f"waiting for Kueue to admit it from LocalQueue team-a-gpus: Pending: {why}"
+    )
+    assert why in condition(job, "Queued")["message"]
+    # A later RayJob event (KubeRay touching the suspended RayJob) keeps Kueue's reason.
+    controller.mirror_rayjob(event={"type": "MODIFIED"}, body=held, memo=memo)
+    assert why in stored(memo, body)["status"]["message"]
+
+
+def test_a_queued_job_without_kueue_installed_still_shows_its_queue(memo: FakeMemo) -> None:
+    """The Workload API answering 404 (no Kueue, or a version without it) changes nothing."""
+    body = submit(memo, rayJob={"queueName": "q"})
+    reconcile(memo, body)
+    held = ray_progress(memo, body["metadata"]["name"], jobDeploymentStatus="Suspended")
+    controller.mirror_rayjob(event={"type": "MODIFIED"}, body=held, memo=memo)
+    before = stored(memo, body)["status"]
+    listing = memo.custom.list_namespaced_custom_object
+
+    def no_kueue(group: str, version: str, namespace: str, plural: str, **kwargs: Any) -> Any:
+        if plural == "workloads":
+            raise ApiException(status=404, reason="Not Found")
+        return listing(group, version, namespace, plural, **kwargs)
+
+    memo.custom.list_namespaced_custom_object = no_kueue
+    logged: list[str] = []
+
+    class Logger:
+        def info(self, text: str, *args: Any) -> None:
+            logged.append(text % args)
+
+    controller.report_queue(body=stored(memo, body), memo=memo, logger=Logger())
+    assert stored(memo, body)["status"] == before
+    assert logged and "404" in logged[0], logged
