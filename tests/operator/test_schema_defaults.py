@@ -177,3 +177,14 @@ def test_writing_a_default_out_is_no_change_but_a_field_without_a_default_is() -
     assert rejected_changes_of(child, parse_spec(named), MUTABLE_PATHS, plan.SPEC_DEFAULTS) == [
         "spec.job.name"
     ]
+
+
+def test_a_job_without_training_is_unchanged_once_training_is_defaulted() -> None:
+    """`training: {}` filled by the server makes the model set epochs (no stopping rule given): the
+    annotation, written before, must read the same."""
+    doc = load_example("cpu")
+    doc["spec"]["job"].pop("training", None)
+    child = _child_of(doc)
+    read_now = parse_spec(fill_defaults(doc["spec"], plan.SPEC_DEFAULTS))
+    assert read_now.job.training.epochs == 1
+    assert rejected_changes_of(child, read_now, MUTABLE_PATHS, plan.SPEC_DEFAULTS) == []

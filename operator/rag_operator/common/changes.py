@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .defaults import DefaultTree, fill_defaults
 from .manifests import spec_as_written
@@ -49,6 +49,20 @@ def rejected_changes_of(
     applied = json.loads(annotations.get(ANNOTATION_APPLIED_SPEC, "{}"))
     if not applied:
         return []
+    model = type(requested)
     return rejected_changes(
-        fill_defaults(applied, defaults), fill_defaults(spec_as_written(requested), defaults), mutable
+        _normalised(applied, model, defaults),
+        _normalised(spec_as_written(requested), model, defaults),
+        mutable,
     )
+
+
+def _normalised(spec: dict[str, Any], model: type[BaseModel], defaults: DefaultTree) -> dict[str, Any]:
+    """`spec` filled with the defaults and read through the model, as the operator reads an object:
+    what a validator sets once a defaulted sub-object is there (job.training.epochs) is on both
+    sides. An annotation the model no longer takes is compared as it is."""
+    filled = fill_defaults(spec, defaults)
+    try:
+        return spec_as_written(model.model_validate(filled))
+    except ValidationError:
+        return filled
