@@ -166,9 +166,13 @@ def job_config_for(
         ) from err
 
 
-#: spec.job fields whose omission means "derive it from the resource" (its name, spec.storage):
+#: spec.job fields derived from the resource when omitted -> what they become (for the reference):
 #: the CRD gives them no default, so the API server never fills in the model's local-run value.
-JOB_FIELDS_DERIVED_WHEN_OMITTED = ("name", "output_dir", "checkpoint.storage_path")
+JOB_FIELDS_DERIVED_WHEN_OMITTED = {
+    "name": "the RagFinetuneJob's name",
+    "output_dir": "`<storage>/outputs/<name>` (`<namespace>/<name>` on an object store)",
+    "checkpoint.storage_path": "`<storage>/checkpoints/<name>` (`<namespace>/<name>` on an object store)",
+}
 
 
 def _written(model: BaseModel, dotted: str) -> bool:
