@@ -103,7 +103,7 @@ def structural(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> di
 def _set_defaults(node: dict[str, Any], tree: DefaultTree) -> None:
     """Write a DefaultTree into the structural schema it was derived from (same model, same keys)."""
     if tree.has_default:
-        node["default"] = tree.default
+        node["default"] = copy.deepcopy(tree.default)  # no YAML anchors, no shared mutable state
     for key, child in tree.children.items():
         if key == ITEMS:
             _set_defaults(node["items"], child)

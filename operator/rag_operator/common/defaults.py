@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
 #: Key of a list's items (and of a map's values) in a DefaultTree, as in the reference's paths.
@@ -66,10 +67,10 @@ def sub_model(annotation: Any) -> tuple[str, type[BaseModel]] | None:
     return None
 
 
-def _field_default(info: Any, holds_model: bool) -> tuple[bool, Any]:
+def _field_default(info: FieldInfo, holds_model: bool) -> tuple[bool, Any]:
     """(has a schema default, its JSON value) of one pydantic field."""
     if info.default_factory is not None:
-        value = info.default_factory()
+        value = info.get_default(call_default_factory=True)
     elif info.default is PydanticUndefined:
         return False, None
     else:
