@@ -216,3 +216,22 @@ def test_a_started_job_from_before_the_defaults_can_be_suspended_but_not_changed
     assert status == 200, body
     status, body = api.request("PATCH", cluster, {"spec": {"autoscaler": {"idleTimeoutSeconds": 30}}})
     assert status == 422 and "spec.autoscaler cannot change" in str(body), body
+
+
+def test_the_published_openapi_schema_carries_the_defaults(plane: ControlPlane) -> None:
+    """What clients read (kubectl explain, editors, client generators) has the defaults; the
+    fields left unfilled on purpose have none there either."""
+    api = plane.api()
+    path = f"/openapi/v3/apis/{names.API_VERSION}"
+
+    def published() -> dict[str, Any] | None:
+        status, body = api.request("GET", path)
+        schemas = body.get("components", {}).get("schemas", {}) if status == 200 else {}
+        found = schemas.get(f"dev.finetune.rag.{names.VERSION}.{names.KIND}")
+        return found if found and "default" in found["properties"]["spec"]["properties"]["security"] else None
+
+    spec = eventually(published, 30, "the upgraded schema published")["properties"]["spec"]["properties"]
+    assert spec["security"]["properties"]["runAsUser"]["default"] == 1000
+    assert spec["job"]["properties"]["training"]["properties"]["seed"]["default"] == 42
+    assert "default" not in spec["rayJob"]["properties"]["rayVersion"]
+    assert "default" not in spec["job"]["properties"]["name"]
