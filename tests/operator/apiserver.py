@@ -13,9 +13,14 @@ import pytest
 
 from localcluster.controlplane import ControlPlane, start_control_plane
 from localcluster.toolchain import ToolchainMissing, find_toolchain
+from rag_operator.common import names
 from tests.polling import eventually
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+#: Where the tests create their objects: the namespace, and the collections of our two kinds there.
+NS = "default"
+RFJS = f"/apis/{names.API_VERSION}/namespaces/{NS}/{names.PLURAL}"
+RRCS = f"/apis/{names.API_VERSION}/namespaces/{NS}/{names.RRC_PLURAL}"
 
 
 @contextmanager

@@ -7,7 +7,6 @@ from them: operator/rag_operator/cel.py)."""
 from __future__ import annotations
 
 import json
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,25 +15,18 @@ from typing import Any
 import pytest
 import yaml
 
+from localcluster.controlplane import ControlPlane
 from rag_operator.common import names
 from rag_operator.common.errors import SpecError
 from rag_operator.common.sizing import no_kb_metadata
 from rag_operator.finetunejob import render
 from rag_operator.retrievalcluster.plan import plan_retrieval_cluster
 from rag_operator.retrievalcluster.spec import parse_rrc_spec
-from tests.operator.apiserver import api_server_with
+from tests.operator.apiserver import NS, RFJS, RRCS, api_server_with
 from tests.operator.testlib import REPO, RRC_EXAMPLE, SHARED_JOB_EXAMPLE, load_example
 
 pytestmark = pytest.mark.cluster
 
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-from localcluster.controlplane import ControlPlane  # noqa: E402
-
-NS = "default"
-RFJS = f"/apis/{names.API_VERSION}/namespaces/{NS}/{names.PLURAL}"
-RRCS = f"/apis/{names.API_VERSION}/namespaces/{NS}/{names.RRC_PLURAL}"
-CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 CRD_DIR = REPO / "charts" / "rag-finetune-operator" / "crds"
 
 

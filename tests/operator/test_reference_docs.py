@@ -15,6 +15,18 @@ def test_configuration_reference_matches_the_models():
 
 def test_reference_lists_fields_with_their_constraints():
     text = reference_markdown()
-    assert "| `spec.job.training.learning_rate` | number |  | > 0 |" in text
+    assert "| `spec.job.training.learning_rate` | number |  | `3e-05` | > 0 |" in text
     assert "one of `ray`, `torch`, `local`" in text
     assert "## RagRetrievalCluster" in text
+
+
+def test_reference_shows_what_the_api_server_fills_and_what_the_operator_decides():
+    text = reference_markdown()
+    assert "| `spec.security.runAsUser` | integer |  | `1000` |" in text
+    assert "| `spec.rayJob` | object |  | `{}` |" in text
+    assert (
+        "| `spec.trainers.cpu` | int or string |  | by the operator: `4` (the cluster's with retrievalClusterRef) |"
+        in text
+    )
+    assert "| `spec.job.name` | string |  | by the operator: the RagFinetuneJob's name |" in text
+    assert "| `spec.head` | object |  |  |" in text  # a shared job must omit it: no `{}`

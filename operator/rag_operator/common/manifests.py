@@ -55,7 +55,8 @@ def plain(value: Any) -> Any:
 
 
 def spec_as_written(spec: BaseModel) -> dict[str, Any]:
-    """The fields the user set (no defaults): an operator upgrade that adds a default is no change."""
+    """The fields the manifest holds (the user's, and the CRD defaults the API server filled in), not
+    the model's other defaults: an operator upgrade that adds a model default is no change."""
     return spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 

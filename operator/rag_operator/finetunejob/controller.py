@@ -45,6 +45,7 @@ from ..retrievalcluster.spec import parse_rrc_spec
 from ..retrievalcluster.status import READY as CLUSTER_READY
 from ..retrievalcluster.status import is_ready
 from . import progress, queueing, render, status
+from .plan import SPEC_DEFAULTS
 from .spec import parse_spec
 
 #: Condition on a job with retrievalClusterRef, and how often a waiting job looks again.
@@ -211,7 +212,7 @@ def _apply_spec_change(
 ) -> list[dict[str, Any]]:
     """Suspend/resume the RayJob; name (and refuse) every other field that changed."""
     requested = parse_spec(plain(body.get("spec")))
-    rejected = rejected_changes_of(rayjob, requested, MUTABLE_PATHS)
+    rejected = rejected_changes_of(rayjob, requested, MUTABLE_PATHS, SPEC_DEFAULTS)
     had_rejection = condition_status(conditions, SPEC_CHANGE_REJECTED) == "True"
     if rejected:
         message = (

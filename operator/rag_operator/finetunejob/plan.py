@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 
 from rag_job.config import JobConfig
 
+from ..common.defaults import defaults_tree
 from ..common.errors import Problems, SpecError
 from ..common.quantities import parse_quantity
 from ..common.sizing import (
@@ -131,7 +132,7 @@ def job_config_for(
     """
     job = spec.job
     data: dict[str, Any] = job.model_dump(mode="json", exclude_none=True)
-    job_name = data["name"] if "name" in job.model_fields_set else name
+    job_name = data["name"] if _written(job, "name") else name
     data["name"] = job_name
     shards = shards or spec.retrieval.shards
     data["retrieval"]["shards"] = shards
@@ -144,14 +145,11 @@ def job_config_for(
         "cpus_per_worker": float(trainer_cpu / workers_per_pod),
         "resources_per_worker": {},
     }
-    checkpoint_set = (
-        "checkpoint" in job.model_fields_set and "storage_path" in job.checkpoint.model_fields_set
-    )
-    if not checkpoint_set:
+    if not _written(job, "checkpoint.storage_path"):
         data["checkpoint"]["storage_path"] = (
             f"{_storage_root(spec)}/checkpoints/{_unique(name, namespace, spec)}"
         )
-    if "output_dir" not in job.model_fields_set:
+    if not _written(job, "output_dir"):
         data["output_dir"] = f"{_storage_root(spec)}/outputs/{_unique(name, namespace, spec)}"
     problems = [
         problem
@@ -166,6 +164,24 @@ def job_config_for(
         raise SpecError(
             [(f"spec.job.{'.'.join(map(str, p['loc']))}", p["msg"]) for p in err.errors()]
         ) from err
+
+
+#: spec.job fields derived from the resource when omitted -> what they become (for the reference):
+#: the CRD gives them no default, so the API server never fills in the model's local-run value.
+JOB_FIELDS_DERIVED_WHEN_OMITTED = {
+    "name": "the RagFinetuneJob's name",
+    "output_dir": "`<storage>/outputs/<name>` (`<namespace>/<name>` on an object store)",
+    "checkpoint.storage_path": "`<storage>/checkpoints/<name>` (`<namespace>/<name>` on an object store)",
+}
+
+
+def _written(model: BaseModel, dotted: str) -> bool:
+    """Whether the manifest holds the field at `dotted` (one of JOB_FIELDS_DERIVED_WHEN_OMITTED)."""
+    for part in dotted.split("."):
+        if part not in model.model_fields_set:
+            return False
+        model = getattr(model, part)
+    return True
 
 
 def _unique(name: str, namespace: str | None, spec: RagFinetuneJobSpec) -> str:
@@ -230,6 +246,21 @@ RAYJOB_FIELDS_NOT_WITH_REF = {
     "ttl_seconds_after_finished": "a shared RayCluster is never torn down by a job",
     "queue_name": "Kueue cannot admit a RayJob that runs on an existing RayCluster (clusterSelector)",
 }
+#: Trainer fields a shared job may give only equal to its cluster's; omitted, the cluster's apply.
+TRAINER_FIELDS_FROM_CLUSTER = ("gpus_per_pod", "workers_per_pod")
+
+#: Fields the CRD gives no default (field names, dotted): omitted, they mean something, so the API
+#: server must not fill them. A shared job must omit the first ones (a CEL rule tests `has()` and
+#: the plan `model_fields_set`: a filled default would refuse every shared job), takes the
+#: cluster's trainer shape, and derives the job's name and paths from the resource.
+NO_SCHEMA_DEFAULT = (
+    *NOT_WITH_REF,
+    *(f"trainers.{key}" for key in (*TRAINER_FIELDS_NOT_WITH_REF, *TRAINER_FIELDS_FROM_CLUSTER)),
+    *(f"ray_job.{key}" for key in RAYJOB_FIELDS_NOT_WITH_REF),
+    *(f"job.{key}" for key in JOB_FIELDS_DERIVED_WHEN_OMITTED),
+)
+#: What the API server fills into a RagFinetuneJob's spec (the CRD's defaults).
+SPEC_DEFAULTS = defaults_tree(RagFinetuneJobSpec, NO_SCHEMA_DEFAULT)
 
 
 def shared_job_problems(spec: RagFinetuneJobSpec, cluster_name: str) -> Problems:
@@ -287,7 +318,8 @@ def plan_shared_job(
             )
         )
     pool, trainers = rrc.trainers, spec.trainers
-    if "gpus_per_pod" in trainers.model_fields_set and trainers.gpus_per_pod != pool.gpus_per_pod:
+    gpus, workers = TRAINER_FIELDS_FROM_CLUSTER
+    if gpus in trainers.model_fields_set and trainers.gpus_per_pod != pool.gpus_per_pod:
         problems.append(
             (
                 "spec.trainers.gpusPerPod",
@@ -295,7 +327,7 @@ def plan_shared_job(
                 f"{pool.gpus_per_pod} GPUs per trainer pod: omit it or make them equal",
             )
         )
-    if "workers_per_pod" in trainers.model_fields_set and trainers.workers_per_pod != pool.workers:
+    if workers in trainers.model_fields_set and trainers.workers_per_pod != pool.workers:
         problems.append(
             (
                 "spec.trainers.workersPerPod",

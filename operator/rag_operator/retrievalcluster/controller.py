@@ -42,7 +42,7 @@ from ..common.scheduling import scheduling
 from ..metrics import measured
 from . import actors, status
 from .render import cluster_for, render_cluster_network_policy
-from .spec import parse_rrc_spec
+from .spec import SPEC_DEFAULTS, parse_rrc_spec
 
 #: Seconds between dashboard polls, and between retries of a blocked deletion.
 POLL_SECONDS = 30
@@ -132,7 +132,9 @@ def _spec_change(
     memo: Any, body: Any, raycluster: dict[str, Any], conditions: list[dict[str, Any]], stamp: str
 ) -> list[dict[str, Any]]:
     """A running cluster keeps its spec: name each changed field in SpecChangeRejected."""
-    rejected = rejected_changes_of(raycluster, parse_rrc_spec(plain(body.get("spec"))), frozenset())
+    rejected = rejected_changes_of(
+        raycluster, parse_rrc_spec(plain(body.get("spec"))), frozenset(), SPEC_DEFAULTS
+    )
     if rejected:
         message = (
             f"cannot change {', '.join(rejected)} while RayCluster {raycluster['metadata']['name']} "

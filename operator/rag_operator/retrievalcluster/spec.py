@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
+from ..common.defaults import defaults_tree
 from ..common.errors import spec_error
 from ..common.k8s_types import Int32, RayVersion
 from ..common.models import Condition, HeadSpec, K8sModel, RayPodsSpec, RetrievalGroupSpec, TrainerPodSpec
@@ -54,6 +55,12 @@ class RagRetrievalClusterSpec(RayPodsSpec):
     trainers: TrainerPoolSpec = Field(default_factory=TrainerPoolSpec)
     autoscaler: AutoscalerSpec = Field(default_factory=AutoscalerSpec)
     ray_version: RayVersion = Field(default="2.60.0", description="Ray version in the image.")
+
+
+#: What the API server fills into a RagRetrievalCluster's spec (the CRD's defaults): every model
+#: default, since no field's omission means more than its default (memory and faissThreads,
+#: computed when omitted, default to None and so get none).
+SPEC_DEFAULTS = defaults_tree(RagRetrievalClusterSpec)
 
 
 class RagRetrievalClusterStatus(K8sModel):

@@ -13,8 +13,13 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from rag_operator.common import names
+from rag_operator.common.changes import rejected_changes_of
+from rag_operator.common.defaults import fill_defaults
 from rag_operator.common.errors import SpecError
 from rag_operator.common.sizing import no_kb_metadata
+from rag_operator.finetunejob.controller import MUTABLE_PATHS
+from rag_operator.finetunejob.plan import SPEC_DEFAULTS
 from rag_operator.finetunejob.render import rayjob_for, render_job_network_policy
 from rag_operator.finetunejob.spec import parse_spec
 from tests.operator.properties import (
@@ -115,3 +120,33 @@ def test_any_spec_renders_valid_manifests_or_names_the_fields_to_fix(
     _check_rendered(doc, rayjob, rayjob_schema)
     for number in (plan.job_config.training.learning_rate, plan.job_config.retrieval.actor_cpus):
         assert math.isfinite(number)
+
+
+def _outcome(doc: dict[str, Any]) -> tuple[str, Any]:
+    """What the operator makes of a job: the RayJob (but the applied-spec annotation) and its plan,
+    or the problems it names."""
+    try:
+        rayjob, plan = rayjob_for(doc, no_kb_metadata)
+    except SpecError as err:
+        return "refused", sorted(err.problems)
+    rayjob["metadata"]["annotations"].pop(names.ANNOTATION_APPLIED_SPEC)
+    return "rendered", (rayjob, plan)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations=st.lists(MUTATION, min_size=1, max_size=3))
+def test_the_crd_defaults_the_api_server_fills_change_nothing_the_operator_does(
+    mutations: list[tuple[str, Any]],
+) -> None:
+    """A job as written and as the API server stores it (its CRD's defaults filled in) render the
+    same RayJob, or are refused naming the same fields, and read as no spec change."""
+    doc = copy.deepcopy(load_example("cpu"))
+    for path, value in mutations:
+        set_path(doc, path, value)
+    filled = {**doc, "spec": fill_defaults(doc["spec"], SPEC_DEFAULTS)}
+    written, stored = _outcome(doc), _outcome(filled)
+    event(written[0])
+    assert stored == written
+    if written[0] == "rendered":
+        child = {"metadata": {"annotations": rayjob_for(doc, no_kb_metadata)[0]["metadata"]["annotations"]}}
+        assert rejected_changes_of(child, parse_spec(filled["spec"]), MUTABLE_PATHS, SPEC_DEFAULTS) == []
