@@ -41,6 +41,17 @@ def scheduled_pod(group: str, scheduled: str | None, message: str = "") -> dict[
     }
 
 
+def pod_templates(rayjob: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every pod template of a RayJob by group: head, submitter and each worker group."""
+    cluster = rayjob["spec"]["rayClusterSpec"]
+    found = {
+        "head": cluster["headGroupSpec"]["template"],
+        "submitter": rayjob["spec"]["submitterPodTemplate"],
+    }
+    found.update({group["groupName"]: group["template"] for group in cluster["workerGroupSpecs"]})
+    return found
+
+
 def load_example(which: str) -> dict[str, Any]:
     """One of EXAMPLES by key, or "shared": the job that names RRC_EXAMPLE (it renders only with it)."""
     return yaml.safe_load((SHARED_JOB_EXAMPLE if which == "shared" else EXAMPLES[which]).read_text())

@@ -24,7 +24,7 @@ from rag_operator.finetunejob import render
 from rag_operator.retrievalcluster.render import cluster_for
 from rag_operator.retrievalcluster.spec import cluster_from_manifest
 from tests.operator.properties import check_against_crd_schema, check_pod_template
-from tests.operator.testlib import RRC_EXAMPLE, load_example, load_kuberay_schema
+from tests.operator.testlib import RRC_EXAMPLE, load_example, load_kuberay_schema, pod_templates
 
 K8S_SCHEMAS = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema" / "v1.34.0-local-strict"
 
@@ -73,20 +73,10 @@ def job_with(**groups: Any) -> dict[str, Any]:
     return doc
 
 
-def templates(rayjob: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    cluster = rayjob["spec"]["rayClusterSpec"]
-    found = {
-        "head": cluster["headGroupSpec"]["template"],
-        "submitter": rayjob["spec"]["submitterPodTemplate"],
-    }
-    found.update({group["groupName"]: group["template"] for group in cluster["workerGroupSpecs"]})
-    return found
-
-
 def rendered_templates(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rayjob, _ = render.rayjob_for(doc, no_kb_metadata)
     check_against_crd_schema(rayjob, load_kuberay_schema("rayjobs"))
-    found = templates(rayjob)
+    found = pod_templates(rayjob)
     for template in found.values():
         check_pod_template(template)
     return found
