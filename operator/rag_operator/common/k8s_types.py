@@ -90,4 +90,15 @@ RayVersion = k8s_string(RAY_VERSION, 32, "a Ray version (MAJOR.MINOR.PATCH)", "2
 
 #: Replicas, counts, seconds: Kubernetes stores them as int32.
 Int32 = Annotated[int, Field(le=INT32_MAX)]
-Int64 = Annotated[int, Field(le=INT64_MAX)]
+
+
+def _int64(value: int) -> int:
+    if value > INT64_MAX:
+        raise ValueError(f"Input should be less than or equal to {INT64_MAX} (an int64)")
+    return value
+
+
+#: Seconds, user and group ids: Kubernetes stores them as int64. The upper bound is checked here
+#: and not written into the CRD: the API server reads `maximum: 9223372036854775807` as a float,
+#: overflows it to the smallest int64 and then refuses every value; `format: int64` it checks itself.
+Int64 = Annotated[int, AfterValidator(_int64), Field(json_schema_extra={"format": "int64"})]

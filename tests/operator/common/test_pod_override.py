@@ -24,45 +24,11 @@ from rag_operator.finetunejob import render
 from rag_operator.retrievalcluster.render import cluster_for
 from rag_operator.retrievalcluster.spec import cluster_from_manifest
 from tests.operator.properties import check_against_crd_schema, check_pod_template
-from tests.operator.testlib import RRC_EXAMPLE, load_example, load_kuberay_schema, pod_templates
+from tests.operator.testlib import POD_OVERRIDE, RRC_EXAMPLE, load_example, load_kuberay_schema, pod_templates
 
 K8S_SCHEMAS = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema" / "v1.34.0-local-strict"
 
-#: An override using every field, each with a value the operator would never set.
-FULL = {
-    "labels": {"team": "ml", "example.com/cost-center": "c42"},
-    "annotations": {"example.com/owner": "rag team", "prometheus.io/scrape": "true"},
-    "imagePullSecrets": [{"name": "registry"}],
-    "priorityClassName": "training",
-    "serviceAccountName": "trainer-sa",
-    "runtimeClassName": "nvidia",
-    "schedulerName": "volcano",
-    "volumes": [
-        {"name": "models", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}},
-        {"name": "conf", "configMap": {"name": "ray-conf", "items": [{"key": "a.yaml", "path": "conf/a.yaml"}]}},
-        {"name": "tls", "secret": {"secretName": "tls", "defaultMode": 0o400}},
-        {"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
-        {"name": "vault", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": True,
-                                   "volumeAttributes": {"secretProviderClass": "rag"}}},
-        {"name": "token", "projected": {"sources": [
-            {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 3600, "path": "token"}},
-            {"configMap": {"name": "ca"}},
-        ]}},
-    ],
-    "volumeMounts": [
-        {"name": "models", "mountPath": "/models", "readOnly": True},
-        {"name": "conf", "mountPath": "/etc/rag", "subPath": "conf"},
-        {"name": "scratch", "mountPath": "/scratch"},
-    ],
-    "env": [
-        {"name": "WANDB_PROJECT", "value": "rag"},
-        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "key"}}},
-    ],
-    "envFrom": [{"configMapRef": {"name": "ray-env"}, "prefix": "RAG_"}, {"secretRef": {"name": "s3"}}],
-    "securityContext": {"supplementalGroups": [2000]},
-    "containerSecurityContext": {"readOnlyRootFilesystem": True, "capabilities": {"add": ["NET_BIND_SERVICE"]}},
-}  # fmt: skip
+FULL = POD_OVERRIDE
 
 
 def job_with(**groups: Any) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from rag_operator.common.sizing import no_kb_metadata
 from rag_operator.finetunejob import render
 from tests.operator.apiserver import api_server_with
 from tests.operator.properties import KUBE_FIELDS
-from tests.operator.testlib import EXAMPLES, REPO, load_example
+from tests.operator.testlib import EXAMPLES, POD_OVERRIDE, REPO, load_example, pod_templates
 from tests.polling import eventually
 
 pytestmark = pytest.mark.cluster
@@ -226,6 +226,101 @@ def test_kubectl_apply_of_a_bad_resource_fails_at_the_api_server(
     status, body = apply(plane, doc, dry_run=True)
     assert status in (400, 422), body
     assert complaint in body["message"], body["message"]
+
+
+def _create_once(plane: ControlPlane, path: str, obj: dict[str, Any]) -> None:
+    status, body = plane.api().request("POST", path, obj)
+    assert status in (201, 409), body
+
+
+def test_a_job_with_pod_overrides_is_accepted_and_so_are_its_rayjob_and_every_pod(
+    plane: ControlPlane,
+) -> None:
+    """Every override field on every group: our CRD takes the job, KubeRay's CRD the RayJob, and the
+    API server's own pod validation and admission (service account, PriorityClass, RuntimeClass
+    looked up) each pod KubeRay would create from the templates."""
+    _create_once(plane, f"/api/v1/namespaces/{NS}/serviceaccounts", {"metadata": {"name": "trainer-sa"}})
+    _create_once(
+        plane,
+        "/apis/scheduling.k8s.io/v1/priorityclasses",
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": "training"},
+            "value": 1000,
+        },
+    )
+    _create_once(
+        plane,
+        "/apis/node.k8s.io/v1/runtimeclasses",
+        {
+            "apiVersion": "node.k8s.io/v1",
+            "kind": "RuntimeClass",
+            "metadata": {"name": "nvidia"},
+            "handler": "nvidia",
+        },
+    )
+    doc = example("cpu")
+    for group in ("head", "trainers", "retrieval"):
+        doc["spec"].setdefault(group, {})["pod"] = POD_OVERRIDE
+    status, body = apply(plane, doc, dry_run=True)
+    assert status == 201, body["message"]
+    rayjob, _ = render.rayjob_for(doc, no_kb_metadata)
+    status, body = plane.api().request("POST", f"{RAYJOBS}?fieldValidation=Strict&dryRun=All", rayjob)
+    assert status == 201, body["message"]
+    for group, template in pod_templates(rayjob).items():
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{group}", **template["metadata"]}}
+        status, body = _dry_run(plane, {**pod, "spec": template["spec"]})
+        assert status == 201, (group, body)
+
+
+def test_int64_fields_take_their_values_at_the_api_server(plane: ControlPlane) -> None:
+    """`maximum: 2^63-1` in a CRD overflowed in the API server and refused every value; the CRD
+    now says `format: int64` (k8s_types.Int64)."""
+    doc = example("cpu")
+    doc["spec"]["trainers"]["tolerations"] = [
+        {"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+    ]
+    doc["spec"]["trainers"]["pod"] = {"securityContext": {"runAsUser": 2**40, "supplementalGroups": [2000]}}
+    status, body = apply(plane, doc, dry_run=True)
+    assert status == 201, body["message"]
+
+
+@pytest.mark.parametrize(
+    ("volume", "strict", "complaint"),
+    [
+        (
+            {"name": "h", "hostPath": {"path": "/"}},
+            True,
+            'unknown field "spec.trainers.pod.volumes[0].hostPath"',
+        ),
+        # without strict field validation the server prunes hostPath: no source is left, oneOf fails
+        ({"name": "h", "hostPath": {"path": "/"}}, False, "spec.trainers.pod.volumes[0]"),
+        (
+            {"name": "n", "nfs": {"server": "s", "path": "/"}},
+            True,
+            'unknown field "spec.trainers.pod.volumes[0].nfs"',
+        ),
+        (
+            {"name": "two", "emptyDir": {}, "secret": {"secretName": "s"}},
+            True,
+            "spec.trainers.pod.volumes[0]",
+        ),
+    ],
+    ids=["hostPath", "hostPath-pruned", "unknown-source", "two-sources"],
+)
+def test_the_api_server_refuses_a_volume_we_refuse(
+    plane: ControlPlane, volume: dict[str, Any], strict: bool, complaint: str
+) -> None:
+    doc = example("cpu")
+    doc["spec"]["trainers"]["pod"] = {"volumes": [volume]}
+    query = ("?fieldValidation=Strict&" if strict else "?") + "dryRun=All"
+    status, body = plane.api().request("POST", RFJS + query, doc)
+    assert status in (400, 422), body
+    assert complaint in body["message"], body["message"]
+    with pytest.raises(SpecError) as caught:
+        render.rayjob_for(doc, no_kb_metadata)
+    assert caught.value.fields == ["spec.trainers.pod.volumes.0"], caught.value.problems
 
 
 _MATCH_LABELS = "spec.trainers.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector.matchLabels"
