@@ -238,7 +238,9 @@ class ServiceAccountTokenProjection(KubeObject):
     example = "{audience: sts.amazonaws.com, expirationSeconds: 3600, path: token}"
 
     audience: str | None = Field(default=None, max_length=253)
-    expiration_seconds: Int64 | None = Field(default=None, ge=600, description="At least 600 (10 minutes).")
+    expiration_seconds: Int64 | None = Field(
+        default=None, ge=600, le=2**32, description="600 (10 minutes) to 2^32."
+    )
     path: RelativePath
 
 

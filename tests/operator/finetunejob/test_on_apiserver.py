@@ -34,7 +34,7 @@ from rag_operator.common.errors import SpecError
 from rag_operator.common.sizing import no_kb_metadata
 from rag_operator.finetunejob import render
 from tests.operator.apiserver import api_server_with
-from tests.operator.properties import KUBE_FIELDS
+from tests.operator.properties import KUBE_FIELDS, POD_REFERENCED, VALID_POD_OVERRIDE
 from tests.operator.testlib import EXAMPLES, POD_OVERRIDE, REPO, load_example, pod_templates
 from tests.polling import eventually
 
@@ -228,38 +228,39 @@ def test_kubectl_apply_of_a_bad_resource_fails_at_the_api_server(
     assert complaint in body["message"], body["message"]
 
 
-def _create_once(plane: ControlPlane, path: str, obj: dict[str, Any]) -> None:
-    status, body = plane.api().request("POST", path, obj)
-    assert status in (201, 409), body
+@pytest.fixture(scope="module")
+def pod_references(plane: ControlPlane) -> None:
+    """The service account, PriorityClass and RuntimeClass the override tests name: admission
+    looks each up when a pod is created."""
+    references = {
+        f"/api/v1/namespaces/{NS}/serviceaccounts": {"metadata": {"name": POD_REFERENCED["serviceAccountName"]}},
+        "/apis/scheduling.k8s.io/v1/priorityclasses": {
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": POD_REFERENCED["priorityClassName"]}, "value": 1000,
+        },
+        "/apis/node.k8s.io/v1/runtimeclasses": {
+            "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+            "metadata": {"name": POD_REFERENCED["runtimeClassName"]}, "handler": "nvidia",
+        },
+    }  # fmt: skip
+    for path, obj in references.items():
+        status, body = plane.api().request("POST", path, obj)
+        assert status == 201, body
+
+
+def _pods_accepted(plane: ControlPlane, rayjob: dict[str, Any]) -> None:
+    for group, template in pod_templates(rayjob).items():
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{group}", **template["metadata"]}}
+        status, body = _dry_run(plane, {**pod, "spec": template["spec"]})
+        assert status == 201, (group, body)
 
 
 def test_a_job_with_pod_overrides_is_accepted_and_so_are_its_rayjob_and_every_pod(
-    plane: ControlPlane,
+    plane: ControlPlane, pod_references: None
 ) -> None:
     """Every override field on every group: our CRD takes the job, KubeRay's CRD the RayJob, and the
     API server's own pod validation and admission (service account, PriorityClass, RuntimeClass
     looked up) each pod KubeRay would create from the templates."""
-    _create_once(plane, f"/api/v1/namespaces/{NS}/serviceaccounts", {"metadata": {"name": "trainer-sa"}})
-    _create_once(
-        plane,
-        "/apis/scheduling.k8s.io/v1/priorityclasses",
-        {
-            "apiVersion": "scheduling.k8s.io/v1",
-            "kind": "PriorityClass",
-            "metadata": {"name": "training"},
-            "value": 1000,
-        },
-    )
-    _create_once(
-        plane,
-        "/apis/node.k8s.io/v1/runtimeclasses",
-        {
-            "apiVersion": "node.k8s.io/v1",
-            "kind": "RuntimeClass",
-            "metadata": {"name": "nvidia"},
-            "handler": "nvidia",
-        },
-    )
     doc = example("cpu")
     for group in ("head", "trainers", "retrieval"):
         doc["spec"].setdefault(group, {})["pod"] = POD_OVERRIDE
@@ -268,10 +269,26 @@ def test_a_job_with_pod_overrides_is_accepted_and_so_are_its_rayjob_and_every_po
     rayjob, _ = render.rayjob_for(doc, no_kb_metadata)
     status, body = plane.api().request("POST", f"{RAYJOBS}?fieldValidation=Strict&dryRun=All", rayjob)
     assert status == 201, body["message"]
-    for group, template in pod_templates(rayjob).items():
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{group}", **template["metadata"]}}
-        status, body = _dry_run(plane, {**pod, "spec": template["spec"]})
-        assert status == 201, (group, body)
+    _pods_accepted(plane, rayjob)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(group=st.sampled_from(["head", "trainers", "retrieval"]), override=VALID_POD_OVERRIDE)
+def test_every_override_the_models_take_our_crd_and_the_api_servers_pod_checks_take(
+    plane: ControlPlane, pod_references: None, group: str, override: dict[str, Any]
+) -> None:
+    """Differential: the models are no looser than the API server (what they take, the pods take)
+    and our CRD no stricter than the models (the job is accepted)."""
+    doc = example("cpu")
+    doc["spec"][group]["pod"] = override
+    rayjob, _ = render.rayjob_for(doc, no_kb_metadata)
+    status, body = apply(plane, doc, dry_run=True)
+    assert status == 201, body["message"]
+    _pods_accepted(plane, rayjob)
 
 
 def test_int64_fields_take_their_values_at_the_api_server(plane: ControlPlane) -> None:
