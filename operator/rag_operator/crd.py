@@ -109,7 +109,7 @@ def _schema(model: type) -> dict[str, Any]:
 
 def _group_rules(spec_schema: dict[str, Any], trainer_model: type) -> None:
     """Rules of the pod groups both resources share: one GPU per worker, equal actors per shard,
-    no pod override mount over the storage (pod_override.pod_overrides_problems)."""
+    no pod override mount over the storage (pods.pod_overrides_problems)."""
     properties = spec_schema["properties"]
     cel.add_rules(
         properties["trainers"],

@@ -302,6 +302,8 @@ _ENV_FROM = st.lists(
     max_size=2,
 )  # fmt: skip
 _IDS = st.integers(0, 2**31 - 1)
+#: A user id: not root, which the hardened runAsNonRoot refuses (a refusal tested on its own).
+_UIDS = st.integers(1, 2**31 - 1)
 _SECCOMP = st.one_of(
     st.fixed_dictionaries({"type": st.sampled_from(["RuntimeDefault", "Unconfined"])}),
     st.fixed_dictionaries(
@@ -314,7 +316,7 @@ _CAPS = st.lists(
 _POD_SECURITY = st.fixed_dictionaries(
     {},
     optional={
-        "runAsUser": _IDS, "runAsGroup": _IDS, "runAsNonRoot": st.booleans(), "fsGroup": _IDS,
+        "runAsUser": _UIDS, "runAsGroup": _IDS, "runAsNonRoot": st.booleans(), "fsGroup": _IDS,
         "fsGroupChangePolicy": st.sampled_from(["OnRootMismatch", "Always"]),
         "supplementalGroups": st.lists(_IDS, max_size=2), "seccompProfile": _SECCOMP,
     },
@@ -322,7 +324,7 @@ _POD_SECURITY = st.fixed_dictionaries(
 _CONTAINER_SECURITY = st.fixed_dictionaries(
     {},
     optional={
-        "runAsUser": _IDS, "runAsGroup": _IDS, "runAsNonRoot": st.booleans(),
+        "runAsUser": _UIDS, "runAsGroup": _IDS, "runAsNonRoot": st.booleans(),
         "allowPrivilegeEscalation": st.booleans(), "readOnlyRootFilesystem": st.booleans(),
         "capabilities": st.fixed_dictionaries({}, optional={"add": _CAPS, "drop": _CAPS}), "seccompProfile": _SECCOMP,
     },

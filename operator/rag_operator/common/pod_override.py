@@ -7,8 +7,9 @@ Each object is a Kubernetes v1 type with the fields we offer (a subset, unknown 
 an example: common/k8s_objects.KubeObject). Refused, each with its reason in the message: keys
 the operator or KubeRay own (labels and annotations, volume names, env names; a pod whose wiring
 a user overwrote would fail in ways far from the cause) and hostPath volumes (node filesystem
-access). The one check that needs the rest of the spec (a mount over the storage mount) is
-`override_problems`, which the plans call. Lists are bounded for the CRD's CEL cost estimate.
+access). The checks that need the rest of the spec (a mount over the storage mount, root with the
+hardened runAsNonRoot) are pods.pod_overrides_problems, which the plans call. Lists are bounded
+for the CRD's CEL cost estimate.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_va
 from rag_job.config import CONFIG_ENV_VAR, SERVICE_CONFIG_ENV_VAR
 
 from . import names
-from .errors import Problems
 from .k8s_objects import MAX_LABELS, KubeObject
 from .k8s_types import (
     DnsLabel,
@@ -610,25 +610,6 @@ class PodOverride(KubeObject):
         """What the head's override gives the K8sJobMode submitter pod: all but volumes and env
         (`ray job submit` reads no storage, and each Secret reaches only the pods that need it)."""
         return self.model_copy(update={"volumes": [], "volume_mounts": [], "env": [], "env_from": []})
-
-
-def pod_overrides_problems(spec: Any, groups: dict[str, Any]) -> Problems:
-    """What the groups' overrides (`groups`: spec field -> its Placement) cannot do given the rest of
-    the spec (a RayPodsSpec): mount over spec.storage's mount (Kubernetes refuses two mounts at one
-    path). The CRD has the same rule (crd.py), so `kubectl apply` refuses it first."""
-    pvc = spec.storage.pvc
-    if pvc is None:
-        return []
-    return [
-        (
-            f"spec.{group}.pod.volumeMounts.{index}.mountPath",
-            f"{mount.mount_path} is where spec.storage.pvc is mounted: choose another path",
-        )
-        for group, placement in groups.items()
-        if placement.pod is not None
-        for index, mount in enumerate(placement.pod.volume_mounts)
-        if mount.mount_path == pvc.mount_path
-    ]
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

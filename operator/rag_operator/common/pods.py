@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 
 from rag_job.config import RETRIEVAL_RESOURCE, TRAINER_RESOURCE
 
+from .errors import Problems
 from .models import HeadSpec, Placement, RayPodsSpec, RetrievalGroupSpec, SecuritySpec, TrainerPodSpec
 from .names import LABEL_COMPONENT, LABEL_GROUP, STORAGE_VOLUME
 from .network import METRICS_PORT
@@ -68,13 +69,54 @@ def security_contexts(security: SecuritySpec) -> tuple[dict[str, Any], dict[str,
     return pod, container
 
 
-def _harden(pod_spec: dict[str, Any], security: SecuritySpec, override: PodOverride | None) -> None:
-    """The hardened securityContexts, with a group's override merged over them field by field."""
+def merged_security_contexts(
+    security: SecuritySpec, override: PodOverride | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """security_contexts() with a group's override merged over them field by field."""
     pod_context, container_context = security_contexts(security)
     if override is not None and override.security_context is not None:
         pod_context = deep_merge(pod_context, override.security_context.to_kube())
     if override is not None and override.container_security_context is not None:
         container_context = deep_merge(container_context, override.container_security_context.to_kube())
+    return pod_context, container_context
+
+
+def pod_overrides_problems(spec: RayPodsSpec, groups: dict[str, Placement]) -> Problems:
+    """What the groups' overrides (`groups`: spec field -> its Placement) cannot do given the rest
+    of the spec, each a pod Kubernetes would take but never run as meant:
+
+    - a mount at spec.storage.pvc's mountPath (two mounts at one path; the CRD refuses it too);
+    - root with the hardened runAsNonRoot kept: the kubelet refuses to start the container.
+    """
+    problems: Problems = []
+    pvc = spec.storage.pvc
+    for group, placement in groups.items():
+        override = placement.pod
+        if override is None:
+            continue
+        path = f"spec.{group}.pod"
+        problems += [
+            (f"{path}.volumeMounts.{index}.mountPath", f"{mount.mount_path} is where spec.storage.pvc is mounted: choose another path")
+            for index, mount in enumerate(override.volume_mounts)
+            if pvc is not None and mount.mount_path == pvc.mount_path
+        ]  # fmt: skip
+        pod_context, container_context = merged_security_contexts(spec.security, override)
+        effective = {**pod_context, **container_context}
+        if effective.get("runAsUser") == 0 and effective.get("runAsNonRoot"):
+            problems.append(
+                (
+                    f"{path}.containerSecurityContext.runAsNonRoot",
+                    "runAsUser 0 (root) with runAsNonRoot true (spec.security's hardened default) never "
+                    "starts: the kubelet refuses the container; set runAsNonRoot: false in both "
+                    "securityContext and containerSecurityContext, or a non-zero runAsUser",
+                )
+            )
+    return problems
+
+
+def _harden(pod_spec: dict[str, Any], security: SecuritySpec, override: PodOverride | None) -> None:
+    """The hardened securityContexts, with a group's override merged over them field by field."""
+    pod_context, container_context = merged_security_contexts(security, override)
     if pod_context:
         pod_spec["securityContext"] = pod_context
     if container_context:

@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel
 from rag_job.config import JobConfig
 
 from ..common.errors import Problems, SpecError
-from ..common.pod_override import pod_overrides_problems
+from ..common.pods import pod_overrides_problems
 from ..common.quantities import parse_quantity
 from ..common.sizing import (
     KbReader,

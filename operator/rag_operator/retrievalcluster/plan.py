@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..common import names, sizing
 from ..common.errors import SpecError
-from ..common.pod_override import pod_overrides_problems
+from ..common.pods import pod_overrides_problems
 from .spec import RagRetrievalClusterSpec
 
 

@@ -218,6 +218,8 @@ REFUSED = [
     ("envFrom of both", "trainers", {"envFrom": [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]}, "spec.trainers.pod.envFrom.0", "set exactly one of configMapRef, secretRef"),
     ("privileged", "trainers", {"containerSecurityContext": {"privileged": True}}, "spec.trainers.pod.containerSecurityContext", "unknown keys ['privileged']"),
     ("SYS_ADMIN without escalation", "trainers", {"containerSecurityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}, "spec.trainers.pod.containerSecurityContext", "allowPrivilegeEscalation: true"),
+    ("root with the hardened runAsNonRoot", "trainers", {"securityContext": {"runAsUser": 0}}, "spec.trainers.pod.containerSecurityContext.runAsNonRoot", "kubelet refuses"),
+    ("root, non-root only in the pod", "head", {"securityContext": {"runAsUser": 0, "runAsNonRoot": False}}, "spec.head.pod.containerSecurityContext.runAsNonRoot", "in both"),
     ("an unknown key", "trainers", {"nodeName": "n1"}, "spec.trainers.pod", "unknown keys ['nodeName']"),
 ]  # fmt: skip
 
