@@ -105,10 +105,16 @@ def _owner_of(key: str) -> str | None:
 
 # --- paths and names ------------------------------------------------------------------------------
 
-#: A relative path with no `..` element (Kubernetes' rule for subPath and key-to-path items).
+#: A relative path with no `..` element (Kubernetes' rule for a subPath).
 _SEGMENT = r"([^/]|[^./][^/]|\.[^./]|[^/]{3,})"
 RELATIVE_PATH = rf"^{_SEGMENT}(/{_SEGMENT})*$"
 RelativePath = k8s_string(RELATIVE_PATH, 1024, "a relative path without '..' elements", "models/base")
+#: A file a key is projected to: a relative path that also does not start with `..` (Kubernetes'
+#: rule for KeyToPath and token paths).
+ITEM_PATH = rf"^([^./][^/]*|\.|\.[^./][^/]*)(/{_SEGMENT})*$"
+ItemPath = k8s_string(
+    ITEM_PATH, 1024, "a relative path not starting with '..', without '..' elements", "conf/a.yaml"
+)
 #: A Linux capability as a container's securityContext names it (with or without CAP_), or ALL.
 Capability = k8s_string(r"^[A-Z][A-Z0-9_]*$", 64, "a capability name (upper case)", "NET_BIND_SERVICE")
 #: An emptyDir's size: a Kubernetes quantity, the same grammar as spec.*.memory.
@@ -133,11 +139,13 @@ class KeyToPath(KubeObject):
     example = "{key: config.yaml, path: config.yaml}"
 
     key: SecretKey
-    path: RelativePath
+    path: ItemPath
     mode: FileMode | None = None
 
 
-_ITEMS = Field(default=None, max_length=MAX_ITEMS, description="Keys to project (all keys when omitted).")
+def _items() -> Any:
+    """The `items` field of a ConfigMap or Secret source (a new FieldInfo for each model)."""
+    return Field(default=None, max_length=MAX_ITEMS, description="Keys to project (all keys when omitted).")
 
 
 def _one_of_schema(schema: dict[str, Any], cls: type[KubeUnion]) -> None:
@@ -171,7 +179,7 @@ class ConfigMapProjection(KubeObject):
     example = "{name: ray-config}"
 
     name: DnsSubdomain
-    items: list[KeyToPath] | None = _ITEMS
+    items: list[KeyToPath] | None = _items()
     optional: bool | None = None
 
 
@@ -201,7 +209,7 @@ class SecretVolumeSource(KubeObject):
     example = "{secretName: tls-client}"
 
     secret_name: DnsSubdomain
-    items: list[KeyToPath] | None = _ITEMS
+    items: list[KeyToPath] | None = _items()
     default_mode: FileMode | None = None
     optional: bool | None = None
 
@@ -241,7 +249,7 @@ class ServiceAccountTokenProjection(KubeObject):
     expiration_seconds: Int64 | None = Field(
         default=None, ge=600, le=2**32, description="600 (10 minutes) to 2^32."
     )
-    path: RelativePath
+    path: ItemPath
 
 
 class VolumeProjection(KubeUnion):

@@ -6,6 +6,7 @@ KubeRay's schema and Kubernetes' pod schema judge the result."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,12 @@ def job_with(**groups: Any) -> dict[str, Any]:
     return doc
 
 
+kuberay_schema = functools.cache(load_kuberay_schema)
+
+
 def rendered_templates(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rayjob, _ = render.rayjob_for(doc, no_kb_metadata)
-    check_against_crd_schema(rayjob, load_kuberay_schema("rayjobs"))
+    check_against_crd_schema(rayjob, kuberay_schema("rayjobs"))
     found = pod_templates(rayjob)
     for template in found.values():
         check_pod_template(template)
@@ -139,7 +143,7 @@ def test_a_retrieval_clusters_groups_take_their_overrides_and_kuberay_takes_the_
     doc["spec"].setdefault("trainers", {})["pod"] = {"priorityClassName": "training"}
     doc["spec"].setdefault("head", {})["pod"] = {"imagePullSecrets": [{"name": "registry"}]}
     raycluster, _, _ = cluster_for(doc, no_kb_metadata)
-    check_against_crd_schema(raycluster, load_kuberay_schema("rayclusters"))
+    check_against_crd_schema(raycluster, kuberay_schema("rayclusters"))
     spec = raycluster["spec"]
     groups = {g["groupName"]: g["template"] for g in spec["workerGroupSpecs"]}
     for template in [spec["headGroupSpec"]["template"], *groups.values()]:
@@ -211,6 +215,7 @@ REFUSED = [
     ("two sources", "trainers", {"volumes": [{"name": "n", "emptyDir": {}, "secret": {"secretName": "s"}}]}, "spec.trainers.pod.volumes.0", "set exactly one of"),
     ("a mount of no volume", "trainers", {"volumeMounts": [{"name": "models", "mountPath": "/m"}]}, "spec.trainers.pod.volumeMounts", "not one of this pod override's volumes"),
     ("a mount over the storage", "trainers", {"volumes": [{"name": "m", "emptyDir": {}}], "volumeMounts": [{"name": "m", "mountPath": "/data"}]}, "spec.trainers.pod.volumeMounts.0.mountPath", "where spec.storage.pvc is mounted"),
+    ("a key projected above the volume", "trainers", {"volumes": [{"name": "c", "configMap": {"name": "c", "items": [{"key": "k", "path": "..k"}]}}]}, "spec.trainers.pod.volumes.0.configMap.items.0.path", "not starting with '..'"),
     ("a subPath out of the volume", "trainers", {"volumes": [{"name": "m", "emptyDir": {}}], "volumeMounts": [{"name": "m", "mountPath": "/m", "subPath": "a/../.."}]}, "spec.trainers.pod.volumeMounts.0.subPath", "without '..'"),
     ("the job config env", "head", {"env": [{"name": "RAG_JOB_CONFIG", "value": "{}"}]}, "spec.head.pod.env.0.name", "passes the JobConfig"),
     ("KubeRay's env", "retrieval", {"env": [{"name": "RAY_ADDRESS", "value": "x:6379"}]}, "spec.retrieval.pod.env.0.name", "KubeRay sets it"),
