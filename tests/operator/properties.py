@@ -260,6 +260,13 @@ _VOLUME_SOURCE = st.one_of(
         st.fixed_dictionaries({"secret": st.fixed_dictionaries({"name": _NAMES})}),
         st.fixed_dictionaries({"serviceAccountToken": st.fixed_dictionaries({"path": st.sampled_from(["token", "t/t"])}, optional={"audience": st.sampled_from(["sts.amazonaws.com", ""]), "expirationSeconds": st.integers(600, 2**32)})}),
     ), min_size=1, max_size=2)})}),
+    st.fixed_dictionaries({"ephemeral": st.fixed_dictionaries({"volumeClaimTemplate": st.fixed_dictionaries(
+        {"spec": st.fixed_dictionaries(
+            {"accessModes": st.just(["ReadWriteOncePod"]) | st.lists(st.sampled_from(["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany"]), min_size=1, max_size=2, unique=True),
+             "resources": st.fixed_dictionaries({"requests": st.fixed_dictionaries({"storage": st.sampled_from(["1Gi", "100Gi"])})})},
+            optional={"storageClassName": st.sampled_from(["local-nvme", "standard"])})},
+        optional={"metadata": st.fixed_dictionaries({}, optional={"labels": st.dictionaries(LABEL_KEY, LABEL_VALUE_S, max_size=2), "annotations": st.dictionaries(st.sampled_from(["note"]), st.text(max_size=5), max_size=1)})},
+    )})}),
 )  # fmt: skip
 _MOUNT_PATHS = ["/models", "/etc/rag", "/data/extra", "/dev/shm", "/a b"]
 

@@ -44,11 +44,17 @@ POD_OVERRIDE: dict[str, Any] = {
             {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 3600, "path": "token"}},
             {"configMap": {"name": "ca"}},
         ]}},
+        {"name": "nvme", "ephemeral": {"volumeClaimTemplate": {
+            "metadata": {"labels": {"team": "ml"}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-nvme",
+                     "resources": {"requests": {"storage": "100Gi"}}},
+        }}},
     ],
     "volumeMounts": [
         {"name": "models", "mountPath": "/models", "readOnly": True},
         {"name": "conf", "mountPath": "/etc/rag", "subPath": "conf"},
         {"name": "scratch", "mountPath": "/scratch"},
+        {"name": "nvme", "mountPath": "/nvme"},
     ],
     "env": [
         {"name": "WANDB_PROJECT", "value": "rag"},

@@ -21,7 +21,7 @@ from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_va
 from rag_job.config import CONFIG_ENV_VAR, SERVICE_CONFIG_ENV_VAR
 
 from . import names
-from .k8s_objects import MAX_LABELS, KubeObject
+from .k8s_objects import MAX_LABELS, K8sModel, KubeObject
 from .k8s_types import (
     DnsLabel,
     DnsSubdomain,
@@ -172,6 +172,71 @@ class KubeUnion(KubeObject):
 # --- volumes (v1.Volume, the sources Ray pods need) ----------------------------------------------
 
 
+class StorageRequest(K8sModel):
+    """A claim's resource list: its size only."""
+
+    storage: SizeLimit = Field(description="The size of the volume, e.g. 100Gi.")
+
+
+class VolumeResourceRequirements(KubeObject):
+    kube_type = "VolumeResourceRequirements"
+    example = "{requests: {storage: 100Gi}}"
+
+    requests: StorageRequest
+
+
+class PersistentVolumeClaimSpec(KubeObject):
+    """The claim an ephemeral volume creates with the pod (Filesystem mode: it is mounted)."""
+
+    kube_type = "PersistentVolumeClaimSpec"
+    example = "{accessModes: [ReadWriteOnce], storageClassName: local-nvme, resources: {requests: {storage: 100Gi}}}"
+
+    access_modes: list[Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]] = Field(
+        min_length=1, max_length=4
+    )
+    storage_class_name: DnsSubdomain | None = None
+    resources: VolumeResourceRequirements
+
+    @field_validator("access_modes")
+    @classmethod
+    def _once_pod_alone(cls, modes: list[str]) -> list[str]:
+        if "ReadWriteOncePod" in modes and len(modes) > 1:
+            raise ValueError("ReadWriteOncePod cannot be combined with other access modes (Kubernetes' rule)")
+        return modes
+
+
+class ClaimMetadata(KubeObject):
+    """Labels and annotations of the claim an ephemeral volume creates."""
+
+    kube_type = "ObjectMeta"
+    example = "{labels: {team: ml}}"
+
+    labels: dict[QualifiedName, LabelValue] | None = Field(default=None, max_length=MAX_LABELS)
+    annotations: dict[QualifiedName, Annotated[str, Field(max_length=MAX_VALUE_LENGTH)]] | None = Field(
+        default=None, max_length=MAX_LABELS
+    )
+
+
+class PersistentVolumeClaimTemplate(KubeObject):
+    kube_type = "PersistentVolumeClaimTemplate"
+    example = "{spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 100Gi}}}}"
+
+    metadata: ClaimMetadata | None = None
+    spec: PersistentVolumeClaimSpec
+
+
+class EphemeralVolumeSource(KubeObject):
+    """A volume claimed with the pod and deleted with it (scratch space on a local-disk class)."""
+
+    kube_type = "EphemeralVolumeSource"
+    example = (
+        "{volumeClaimTemplate: {spec: {accessModes: [ReadWriteOnce], storageClassName: local-nvme, "
+        "resources: {requests: {storage: 100Gi}}}}}"
+    )
+
+    volume_claim_template: PersistentVolumeClaimTemplate
+
+
 class ConfigMapProjection(KubeObject):
     """A ConfigMap's keys as files (a projected volume's source; with defaultMode, a volume)."""
 
@@ -277,7 +342,15 @@ class Volume(KubeUnion):
 
     kube_type = "Volume"
     example = "{name: models, persistentVolumeClaim: {claimName: models, readOnly: true}}"
-    members = ("persistent_volume_claim", "config_map", "secret", "empty_dir", "csi", "projected")
+    members = (
+        "persistent_volume_claim",
+        "config_map",
+        "secret",
+        "empty_dir",
+        "csi",
+        "projected",
+        "ephemeral",
+    )
 
     name: DnsLabel = Field(description="Volume name, unique in the pod; mounted by volumeMounts[].name.")
     persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
@@ -286,6 +359,7 @@ class Volume(KubeUnion):
     empty_dir: EmptyDirVolumeSource | None = None
     csi: CSIVolumeSource | None = None
     projected: ProjectedVolumeSource | None = None
+    ephemeral: EphemeralVolumeSource | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -562,7 +636,8 @@ class PodOverride(KubeObject):
     volumes: list[Volume] = Field(
         default_factory=list,
         max_length=MAX_VOLUMES,
-        description="Extra volumes: persistentVolumeClaim, configMap, secret, emptyDir, csi or projected "
+        description="Extra volumes: persistentVolumeClaim, configMap, secret, emptyDir, csi, projected or "
+        "ephemeral "
         "(hostPath is refused: it exposes the node's filesystem).",
     )
     volume_mounts: list[VolumeMount] = Field(

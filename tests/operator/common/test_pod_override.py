@@ -79,6 +79,7 @@ def test_every_field_lands_where_kubernetes_reads_it_and_kuberay_takes_the_rayjo
         "scratch",
         "vault",
         "token",
+        "nvme",
     ]
     assert pod["volumes"][1:] == FULL["volumes"]
     assert container["volumeMounts"][0]["name"] == STORAGE_VOLUME
@@ -216,6 +217,7 @@ REFUSED = [
     ("a mount of no volume", "trainers", {"volumeMounts": [{"name": "models", "mountPath": "/m"}]}, "spec.trainers.pod.volumeMounts", "not one of this pod override's volumes"),
     ("a mount over the storage", "trainers", {"volumes": [{"name": "m", "emptyDir": {}}], "volumeMounts": [{"name": "m", "mountPath": "/data"}]}, "spec.trainers.pod.volumeMounts.0.mountPath", "where spec.storage.pvc is mounted"),
     ("a key projected above the volume", "trainers", {"volumes": [{"name": "c", "configMap": {"name": "c", "items": [{"key": "k", "path": "..k"}]}}]}, "spec.trainers.pod.volumes.0.configMap.items.0.path", "not starting with '..'"),
+    ("ReadWriteOncePod with another mode", "trainers", {"volumes": [{"name": "e", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOncePod", "ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]}, "spec.trainers.pod.volumes.0.ephemeral.volumeClaimTemplate.spec.accessModes", "cannot be combined"),
     ("a subPath out of the volume", "trainers", {"volumes": [{"name": "m", "emptyDir": {}}], "volumeMounts": [{"name": "m", "mountPath": "/m", "subPath": "a/../.."}]}, "spec.trainers.pod.volumeMounts.0.subPath", "without '..'"),
     ("the job config env", "head", {"env": [{"name": "RAG_JOB_CONFIG", "value": "{}"}]}, "spec.head.pod.env.0.name", "passes the JobConfig"),
     ("KubeRay's env", "retrieval", {"env": [{"name": "RAY_ADDRESS", "value": "x:6379"}]}, "spec.retrieval.pod.env.0.name", "KubeRay sets it"),
@@ -264,7 +266,11 @@ def _kube_objects() -> list[type[BaseModel]]:
 
 
 #: Our models whose kube_type names another Kubernetes type's schema file.
-_SCHEMA_FILE = {"EnvFromReference": "configmapenvsource-v1", "KeySelector": "secretkeyselector-v1"}
+_SCHEMA_FILE = {
+    "EnvFromReference": "configmapenvsource-v1",
+    "KeySelector": "secretkeyselector-v1",
+    "ClaimMetadata": "objectmeta-meta-v1",
+}
 
 
 @pytest.mark.parametrize("model", _kube_objects(), ids=lambda m: m.__name__)

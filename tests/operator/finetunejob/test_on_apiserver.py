@@ -252,7 +252,7 @@ def _pods_accepted(plane: ControlPlane, rayjob: dict[str, Any]) -> None:
     for group, template in pod_templates(rayjob).items():
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{group}", **template["metadata"]}}
         status, body = _dry_run(plane, {**pod, "spec": template["spec"]})
-        assert status == 201, (group, body)
+        assert status == 201, (group, body["message"])
 
 
 def test_a_job_with_pod_overrides_is_accepted_and_so_are_its_rayjob_and_every_pod(
