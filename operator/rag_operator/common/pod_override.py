@@ -69,6 +69,8 @@ OWNED_VOLUMES = {
     "shared-mem": "KubeRay's /dev/shm volume",
     "ray-logs": "KubeRay's log volume for the autoscaler",
 }
+#: Ray's session directory: KubeRay mounts its `ray-logs` volume there when the autoscaler runs.
+RAY_SESSION_DIR = "/tmp/ray"
 #: Env the job's wiring depends on: our config variables (in the runtime env) and what KubeRay sets
 #: on the Ray containers and the submitter (the head address, the start command, the node type).
 OWNED_ENV = {
@@ -399,6 +401,16 @@ class VolumeMount(KubeObject):
     @classmethod
     def _not_owned(cls, name: str) -> str:
         return _not_an_owned_volume(name)
+
+    @field_validator("mount_path")
+    @classmethod
+    def _not_rays_session_dir(cls, path: str) -> str:
+        if path == RAY_SESSION_DIR:
+            raise ValueError(
+                f"{path} is Ray's session directory, where KubeRay mounts its own log volume beside "
+                "the autoscaler: mount somewhere else, e.g. /scratch"
+            )
+        return path
 
 
 # --- env (v1.EnvVar with secret, ConfigMap and field references; v1.EnvFromSource) -----------------

@@ -218,6 +218,7 @@ REFUSED = [
     ("a mount over the storage", "trainers", {"volumes": [{"name": "m", "emptyDir": {}}], "volumeMounts": [{"name": "m", "mountPath": "/data"}]}, "spec.trainers.pod.volumeMounts.0.mountPath", "where spec.storage.pvc is mounted"),
     ("a key projected above the volume", "trainers", {"volumes": [{"name": "c", "configMap": {"name": "c", "items": [{"key": "k", "path": "..k"}]}}]}, "spec.trainers.pod.volumes.0.configMap.items.0.path", "not starting with '..'"),
     ("ReadWriteOncePod with another mode", "trainers", {"volumes": [{"name": "e", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOncePod", "ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]}, "spec.trainers.pod.volumes.0.ephemeral.volumeClaimTemplate.spec.accessModes", "cannot be combined"),
+    ("a mount at Ray's session dir", "head", {"volumes": [{"name": "m", "emptyDir": {}}], "volumeMounts": [{"name": "m", "mountPath": "/tmp/ray"}]}, "spec.head.pod.volumeMounts.0.mountPath", "KubeRay mounts its own log volume"),
     ("a subPath out of the volume", "trainers", {"volumes": [{"name": "m", "emptyDir": {}}], "volumeMounts": [{"name": "m", "mountPath": "/m", "subPath": "a/../.."}]}, "spec.trainers.pod.volumeMounts.0.subPath", "without '..'"),
     ("the job config env", "head", {"env": [{"name": "RAG_JOB_CONFIG", "value": "{}"}]}, "spec.head.pod.env.0.name", "passes the JobConfig"),
     ("KubeRay's env", "retrieval", {"env": [{"name": "RAY_ADDRESS", "value": "x:6379"}]}, "spec.retrieval.pod.env.0.name", "KubeRay sets it"),
