@@ -104,6 +104,20 @@ def actors_per_shard_rule(defaults: dict[str, int]) -> Rule:
     }
 
 
+def mount_not_at_storage_rule(group: str, default_mount: str) -> Rule:
+    """Spec rule: no volumeMount of `group`'s pod override is at spec.storage.pvc's mountPath."""
+    mounts = f"self.{group}.pod.volumeMounts"
+    storage = f"(has(self.storage.pvc.mountPath) ? self.storage.pvc.mountPath : {_quote(default_mount)})"
+    return {
+        "rule": f"!has(self.storage.pvc) || !has(self.{group}) || !has(self.{group}.pod) || "
+        f"!has({mounts}) || {mounts}.all(m, m.mountPath != {storage})",
+        "message": f"spec.{group}.pod.volumeMounts: a mountPath is where spec.storage.pvc is mounted: "
+        "choose another path",
+        "fieldPath": f".{group}.pod.volumeMounts",
+        "reason": "FieldValueInvalid",
+    }
+
+
 def omitted_with_ref(
     ref_field: str, top_level: dict[str, str], nested: dict[str, dict[str, str]]
 ) -> list[Rule]:

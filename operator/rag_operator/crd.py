@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 from . import cel
 from .common import names
 from .common.defaults import ITEMS, VALUES, DefaultTree
-from .common.models import RetrievalGroupSpec
+from .common.models import PvcStorage, RetrievalGroupSpec
 from .finetunejob import plan as job_plan
 from .finetunejob.plan import NOT_WITH_REF, RAYJOB_FIELDS_NOT_WITH_REF, TRAINER_FIELDS_NOT_WITH_REF
 from .finetunejob.spec import RagFinetuneJobSpec, RagFinetuneJobStatus, TrainerGroupSpec
@@ -126,7 +126,8 @@ def _schema(model: type) -> dict[str, Any]:
 
 
 def _group_rules(spec_schema: dict[str, Any], trainer_model: type) -> None:
-    """Rules of the pod groups both resources share: one GPU per worker, equal actors per shard."""
+    """Rules of the pod groups both resources share: one GPU per worker, equal actors per shard,
+    no pod override mount over the storage (pods.pod_overrides_problems)."""
     properties = spec_schema["properties"]
     cel.add_rules(
         properties["trainers"],
@@ -137,6 +138,11 @@ def _group_rules(spec_schema: dict[str, Any], trainer_model: type) -> None:
         for field in ("replicas", "actors_per_pod", "shards")
     }
     cel.add_rules(properties["retrieval"], [cel.actors_per_shard_rule(defaults)])
+    default_mount = PvcStorage.model_fields["mount_path"].default
+    cel.add_rules(
+        spec_schema,
+        [cel.mount_not_at_storage_rule(group, default_mount) for group in ("head", "trainers", "retrieval")],
+    )
 
 
 def _shared_job_rules() -> list[cel.Rule]:

@@ -26,6 +26,8 @@ omitted, because omitting it means something; the operator decides its value.
 """
 
 
+_POD = "https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/"
+
 #: Fields that hold a Kubernetes API type: one row each, pointing at the Kubernetes reference (the
 #: CRD carries their full schema, and the operator checks them with the API server's rules).
 KUBERNETES_TYPES = {
@@ -37,7 +39,19 @@ KUBERNETES_TYPES = {
         "NetworkPolicyPeer",
         "https://kubernetes.io/docs/reference/kubernetes-api/policy-resources/network-policy-v1/",
     ),
+    # a group's pod override (common/pod_override.py: the fields offered are a subset)
+    "pod.volumes": (
+        "Volume",
+        "https://kubernetes.io/docs/reference/kubernetes-api/config-and-storage-resources/volume/",
+    ),
+    "pod.volumeMounts": ("VolumeMount", f"{_POD}#volumes-1"),
+    "pod.env": ("EnvVar", f"{_POD}#environment-variables"),
+    "pod.envFrom": ("EnvFromSource", f"{_POD}#environment-variables"),
+    "pod.securityContext": ("PodSecurityContext", f"{_POD}#security-context"),
+    "pod.containerSecurityContext": ("SecurityContext", f"{_POD}#security-context-1"),
 }
+#: Fields whose schema repeats in several groups: listed in full at their first path only.
+REPEATED = {"pod"}
 
 
 def _type(schema: dict[str, Any]) -> str:
@@ -81,12 +95,21 @@ def _job_operator_defaults() -> dict[str, str]:
     return notes
 
 
-def _rows(schema: dict[str, Any], path: str, required: bool, notes: dict[str, str]) -> list[str]:
+def _rows(
+    schema: dict[str, Any], path: str, required: bool, notes: dict[str, str], shown: dict[str, str]
+) -> list[str]:
     description = " ".join(str(schema.get("description", "")).split()).replace("|", "\\|")
     constraints = _constraints(schema).replace("|", "\\|")
     default = f"`{_shown(schema['default'])}`" if "default" in schema else notes.get(path, "")
     kind = _type(schema)
-    kube_type = KUBERNETES_TYPES.get(path.rsplit(".", 1)[-1])
+    name = path.rsplit(".", 1)[-1]
+    if name in REPEATED and name in shown:
+        return [
+            f"| `{path}` | {kind} | {'yes' if required else ''} |  |  | As `{shown[name]}`. {description} |"
+        ]
+    if name in REPEATED:
+        shown[name] = path
+    kube_type = KUBERNETES_TYPES.get(".".join(path.split(".")[-2:])) or KUBERNETES_TYPES.get(name)
     if kube_type is not None:
         name, url = kube_type
         kind = kind.replace("object", f"Kubernetes [{name}]({url})")
@@ -96,11 +119,13 @@ def _rows(schema: dict[str, Any], path: str, required: bool, notes: dict[str, st
     rows = [row]
     needed = set(schema.get("required", []))
     for name, child in (schema.get("properties") or {}).items():
-        rows.extend(_rows(child, f"{path}.{name}", name in needed, notes))
+        rows.extend(_rows(child, f"{path}.{name}", name in needed, notes, shown))
     items = schema.get("items")
     if isinstance(items, dict) and items.get("properties"):
         for name, child in items["properties"].items():
-            rows.extend(_rows(child, f"{path}[].{name}", name in set(items.get("required", [])), notes))
+            rows.extend(
+                _rows(child, f"{path}[].{name}", name in set(items.get("required", [])), notes, shown)
+            )
     return rows
 
 
@@ -113,7 +138,7 @@ def _section(definition: dict[str, Any], notes: dict[str, str]) -> str:
         "",
         "| field | type | required | default | constraints | description |",
         "|---|---|---|---|---|---|",
-        *_rows(spec_schema, "spec", True, notes)[1:],
+        *_rows(spec_schema, "spec", True, notes, {})[1:],
         "",
         f"Rules the API server checks when a {kind} is created or changed (CEL in the CRD):",
         "",

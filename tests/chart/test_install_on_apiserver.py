@@ -250,6 +250,15 @@ def test_the_admission_policy_limits_images_and_service_accounts_where_it_is_bou
     assert _dry_run_job(cluster, FENCED, image=allowed, serviceAccountName="ray-jobs")[0] == 201
     status, message = _dry_run_job(cluster, FENCED, image=allowed, serviceAccountName="cluster-admin-sa")
     assert status == 403 and "spec.serviceAccountName cluster-admin-sa is not allowed" in message
+    for group in ("head", "trainers", "retrieval"):  # a group's pod override cannot go around it
+        pod = {"pod": {"serviceAccountName": "cluster-admin-sa"}}
+        status, message = _dry_run_job(cluster, FENCED, image=allowed, **{group: pod})
+        assert (
+            status == 403
+            and f"spec.{group}.pod.serviceAccountName cluster-admin-sa is not allowed" in message
+        )
+        pod = {"pod": {"serviceAccountName": "ray-jobs"}}
+        assert _dry_run_job(cluster, FENCED, image=allowed, **{group: pod})[0] == 201
     assert _dry_run_job(cluster, WATCHED[0], image="docker.io/someone/miner:1")[0] == 201
 
 

@@ -230,6 +230,137 @@ def one_defect(draw: st.DrawFn, valid: st.SearchStrategy[Any]) -> Any:
     return value
 
 
+# --- a group's pod override (common/pod_override.py) ---------------------------------------------------
+#: Names the API-server test creates (service account, PriorityClass, RuntimeClass): admission looks
+#: them up when a pod is created.
+POD_REFERENCED = {
+    "serviceAccountName": "trainer-sa",
+    "priorityClassName": "training",
+    "runtimeClassName": "nvidia",
+}
+_NAMES = st.sampled_from(["a", "ray-conf", "a.b-c", "x" * 63])
+_ITEMS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "key": st.sampled_from(["a.yaml", "token", "_k-1"]),
+            "path": st.sampled_from(["a", "conf/a.yaml", ".x", "a..b"]),
+        },
+        optional={"mode": st.integers(0, 0o777)},
+    ),
+    max_size=2,
+)
+_VOLUME_SOURCE = st.one_of(
+    st.fixed_dictionaries({"persistentVolumeClaim": st.fixed_dictionaries({"claimName": _NAMES}, optional={"readOnly": st.booleans()})}),
+    st.fixed_dictionaries({"configMap": st.fixed_dictionaries({"name": _NAMES}, optional={"items": _ITEMS, "defaultMode": st.integers(0, 0o777), "optional": st.booleans()})}),
+    st.fixed_dictionaries({"secret": st.fixed_dictionaries({"secretName": _NAMES}, optional={"items": _ITEMS, "optional": st.booleans()})}),
+    st.fixed_dictionaries({"emptyDir": st.fixed_dictionaries({}, optional={"medium": st.sampled_from(["", "Memory"]), "sizeLimit": st.sampled_from(["1Gi", "500Mi", "1.5G"])})}),
+    st.fixed_dictionaries({"csi": st.fixed_dictionaries({"driver": st.sampled_from(["secrets-store.csi.k8s.io", "Ab.c"])}, optional={"readOnly": st.booleans(), "volumeAttributes": st.dictionaries(st.sampled_from(["secretProviderClass", "x y"]), st.text(max_size=8), max_size=2)})}),
+    st.fixed_dictionaries({"projected": st.fixed_dictionaries({"sources": st.lists(st.one_of(
+        st.fixed_dictionaries({"configMap": st.fixed_dictionaries({"name": _NAMES}, optional={"items": _ITEMS})}),
+        st.fixed_dictionaries({"secret": st.fixed_dictionaries({"name": _NAMES})}),
+        st.fixed_dictionaries({"serviceAccountToken": st.fixed_dictionaries({"path": st.sampled_from(["token", "t/t"])}, optional={"audience": st.sampled_from(["sts.amazonaws.com", ""]), "expirationSeconds": st.integers(600, 2**32)})}),
+    ), min_size=1, max_size=2)})}),
+    st.fixed_dictionaries({"ephemeral": st.fixed_dictionaries({"volumeClaimTemplate": st.fixed_dictionaries(
+        {"spec": st.fixed_dictionaries(
+            {"accessModes": st.just(["ReadWriteOncePod"]) | st.lists(st.sampled_from(["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany"]), min_size=1, max_size=2, unique=True),
+             "resources": st.fixed_dictionaries({"requests": st.fixed_dictionaries({"storage": st.sampled_from(["1Gi", "100Gi"])})})},
+            optional={"storageClassName": st.sampled_from(["local-nvme", "standard"])})},
+        optional={"metadata": st.fixed_dictionaries({}, optional={"labels": st.dictionaries(LABEL_KEY, LABEL_VALUE_S, max_size=2), "annotations": st.dictionaries(st.sampled_from(["note"]), st.text(max_size=5), max_size=1)})},
+    )})}),
+)  # fmt: skip
+_MOUNT_PATHS = ["/models", "/etc/rag", "/data/extra", "/dev/shm", "/a b"]
+
+
+@st.composite
+def _volumes_and_mounts(draw: st.DrawFn) -> dict[str, Any]:
+    names = draw(
+        st.lists(st.sampled_from(["models", "conf", "tls", "x" * 63, "a1"]), max_size=3, unique=True)
+    )
+    volumes = [{"name": name, **draw(_VOLUME_SOURCE)} for name in names]
+    paths = draw(st.lists(st.sampled_from(_MOUNT_PATHS), max_size=len(names), unique=True))
+    mounts = []
+    for path in paths:
+        mount: dict[str, Any] = {"name": draw(st.sampled_from(names)), "mountPath": path}
+        if draw(st.booleans()):
+            mount["readOnly"] = draw(st.booleans())
+        if draw(st.booleans()):
+            mount["subPath"] = draw(st.sampled_from(["a", "a/b", "..a", "a.."]))
+        mounts.append(mount)
+    return {"volumes": volumes, "volumeMounts": mounts} if names else {}
+
+
+_ENV_SOURCE = st.one_of(
+    st.fixed_dictionaries({"secretKeyRef": st.fixed_dictionaries({"name": _NAMES, "key": st.sampled_from(["token", "a.b"])}, optional={"optional": st.booleans()})}),
+    st.fixed_dictionaries({"configMapKeyRef": st.fixed_dictionaries({"name": _NAMES, "key": st.sampled_from(["k"])})}),
+    st.fixed_dictionaries({"fieldRef": st.fixed_dictionaries({"fieldPath": st.sampled_from(["status.podIP", "spec.nodeName", "metadata.name"])}, optional={"apiVersion": st.just("v1")})}),
+)  # fmt: skip
+_ENV = st.lists(st.sampled_from(["WANDB_PROJECT", "X", "LOG_LEVEL", "_a1"]), max_size=3, unique=True).flatmap(
+    lambda names: st.tuples(*[
+        st.one_of(st.fixed_dictionaries({"name": st.just(n)}, optional={"value": st.text(max_size=10)}),
+                  st.fixed_dictionaries({"name": st.just(n), "valueFrom": _ENV_SOURCE}))
+        for n in names
+    ]).map(list)
+)  # fmt: skip
+_ENV_FROM = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"configMapRef": st.fixed_dictionaries({"name": _NAMES})}, optional={"prefix": st.sampled_from(["RAG_", "_"])}),
+        st.fixed_dictionaries({"secretRef": st.fixed_dictionaries({"name": _NAMES}, optional={"optional": st.booleans()})}),
+    ),
+    max_size=2,
+)  # fmt: skip
+_IDS = st.integers(0, 2**31 - 1)
+#: A user id: not root, which the hardened runAsNonRoot refuses (a refusal tested on its own).
+_UIDS = st.integers(1, 2**31 - 1)
+_SECCOMP = st.one_of(
+    st.fixed_dictionaries({"type": st.sampled_from(["RuntimeDefault", "Unconfined"])}),
+    st.fixed_dictionaries(
+        {"type": st.just("Localhost"), "localhostProfile": st.sampled_from(["profiles/ray.json"])}
+    ),
+)
+_CAPS = st.lists(
+    st.sampled_from(["NET_BIND_SERVICE", "CHOWN", "CAP_NET_RAW", "ALL"]), max_size=2, unique=True
+)
+_POD_SECURITY = st.fixed_dictionaries(
+    {},
+    optional={
+        "runAsUser": _UIDS, "runAsGroup": _IDS, "runAsNonRoot": st.booleans(), "fsGroup": _IDS,
+        "fsGroupChangePolicy": st.sampled_from(["OnRootMismatch", "Always"]),
+        "supplementalGroups": st.lists(_IDS, max_size=2), "seccompProfile": _SECCOMP,
+    },
+)  # fmt: skip
+_CONTAINER_SECURITY = st.fixed_dictionaries(
+    {},
+    optional={
+        "runAsUser": _UIDS, "runAsGroup": _IDS, "runAsNonRoot": st.booleans(),
+        "allowPrivilegeEscalation": st.booleans(), "readOnlyRootFilesystem": st.booleans(),
+        "capabilities": st.fixed_dictionaries({}, optional={"add": _CAPS, "drop": _CAPS}), "seccompProfile": _SECCOMP,
+    },
+)  # fmt: skip
+
+
+@st.composite
+def _valid_pod_override(draw: st.DrawFn) -> dict[str, Any]:
+    override = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "labels": st.dictionaries(st.sampled_from(["team", "example.com/cost-center", *LABEL_KEYS[3:]]), LABEL_VALUE_S, max_size=3),
+                "annotations": st.dictionaries(st.sampled_from(["example.com/owner", "note", "prometheus.io/scrape"]), st.text(max_size=20), max_size=2),
+                "imagePullSecrets": st.lists(st.fixed_dictionaries({"name": _NAMES}), max_size=2),
+                **{key: st.just(value) for key, value in POD_REFERENCED.items()},
+                "schedulerName": st.sampled_from(["default-scheduler"]),
+                "env": _ENV,
+                "envFrom": _ENV_FROM,
+                "securityContext": _POD_SECURITY,
+                "containerSecurityContext": _CONTAINER_SECURITY,
+            },
+        )
+    )  # fmt: skip
+    return {**override, **draw(_volumes_and_mounts())}
+
+
+#: Pod overrides that the models accept (valid Kubernetes, no owned key, no mount at /data).
+VALID_POD_OVERRIDE = _valid_pod_override()
 AFFINITY = one_defect(VALID_AFFINITY)
 NETWORK_PEERS = one_defect(st.lists(VALID_PEER, max_size=3))
 TOLERATIONS = one_defect(st.lists(_valid_toleration(), max_size=3))
@@ -238,6 +369,7 @@ KUBE_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "affinity": AFFINITY,
     "tolerations": TOLERATIONS,
     "dashboardPeers": NETWORK_PEERS,
+    "pod": one_defect(VALID_POD_OVERRIDE),
 }
 
 

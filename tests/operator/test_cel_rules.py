@@ -72,10 +72,11 @@ def _cluster() -> dict[str, Any]:
 
 def assert_names(error: SpecError, field: str) -> None:
     """The operator names `field`, or the object holding it with the field's name in the message
-    (a rule across an object's fields is reported on the object)."""
+    (a rule across an object's fields is reported on the object), or an item inside it (a CEL
+    rule over a list is reported on the list)."""
     leaf = field.rsplit(".", 1)[-1]
     assert any(
-        named == field or (field.startswith(named + ".") and leaf in message)
+        named == field or (field.startswith(named + ".") and leaf in message) or named.startswith(field + ".")
         for named, message in error.problems
     ), error.problems
 
@@ -83,6 +84,12 @@ def assert_names(error: SpecError, field: str) -> None:
 def _create(plane: ControlPlane, path: str, doc: dict[str, Any], dry_run: bool) -> tuple[int, Any]:
     return plane.api().request("POST", path + ("?dryRun=All" if dry_run else ""), doc)
 
+
+#: A pod override that mounts a volume where the examples mount spec.storage.pvc.
+MOUNT_AT_DATA = {
+    "volumes": [{"name": "m", "emptyDir": {}}],
+    "volumeMounts": [{"name": "m", "mountPath": "/data"}],
+}
 
 #: (id, the resource, what to set, the field the refusal names, words of its message)
 JOB_CASES = [
@@ -100,6 +107,8 @@ JOB_CASES = [
     ("shared-queued", _shared_job, "spec.rayJob.queueName", "team-a", "spec.rayJob.queueName", "Kueue cannot admit"),
     ("queued-and-suspended", lambda: _queued(_job()), "spec.rayJob.suspend", True, "spec.rayJob.suspend", "must be false with spec.rayJob.queueName"),
     ("shared-torch-retrieval", _shared_job, "spec.job.retrieval.mode", "torch", "spec.job.retrieval.mode", "must be ray"),
+    ("shared-with-trainer-pod", _shared_job, "spec.trainers.pod", {"labels": {"team": "ml"}}, "spec.trainers.pod", "must be omitted with spec.retrievalClusterRef"),
+    ("pod-mount-over-storage", _job, "spec.trainers.pod", MOUNT_AT_DATA, "spec.trainers.pod.volumeMounts", "where spec.storage.pvc is mounted"),
 ]  # fmt: skip
 
 
@@ -130,8 +139,9 @@ def test_a_job_the_operator_would_refuse_is_refused_at_apply_naming_the_field(
         ("metadata.name", "c" * 30, "metadata.name", "at most 29 characters"),
         ("spec.retrieval.shards", 3, "spec.retrieval.actorsPerPod", "multiple of shards"),
         ("spec.trainers.workersPerPod", 2, "spec.trainers.workersPerPod", "must equal gpusPerPod"),
+        ("spec.head.pod", MOUNT_AT_DATA, "spec.head.pod.volumeMounts", "where spec.storage.pvc is mounted"),
     ],
-    ids=["name-too-long", "actors-not-a-multiple", "workers-not-gpus"],
+    ids=["name-too-long", "actors-not-a-multiple", "workers-not-gpus", "pod-mount-over-storage"],
 )
 def test_a_retrieval_cluster_the_operator_would_refuse_is_refused_at_apply(
     plane: ControlPlane, path: str, value: Any, field: str, words: str

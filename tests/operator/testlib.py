@@ -24,6 +24,49 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 DEFAULT_KUBERAY_CRDS = REPO.parent / "shared" / "kuberay" / "v1.7.0" / "crds"
 
 
+#: An override using every field, each with a value the operator would never set.
+POD_OVERRIDE: dict[str, Any] = {
+    "labels": {"team": "ml", "example.com/cost-center": "c42"},
+    "annotations": {"example.com/owner": "rag team", "prometheus.io/scrape": "true"},
+    "imagePullSecrets": [{"name": "registry"}],
+    "priorityClassName": "training",
+    "serviceAccountName": "trainer-sa",
+    "runtimeClassName": "nvidia",
+    "schedulerName": "volcano",
+    "volumes": [
+        {"name": "models", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}},
+        {"name": "conf", "configMap": {"name": "ray-conf", "items": [{"key": "a.yaml", "path": "conf/a.yaml"}]}},
+        {"name": "tls", "secret": {"secretName": "tls", "defaultMode": 0o400}},
+        {"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}},
+        {"name": "vault", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": True,
+                                   "volumeAttributes": {"secretProviderClass": "rag"}}},
+        {"name": "token", "projected": {"sources": [
+            {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 3600, "path": "token"}},
+            {"configMap": {"name": "ca"}},
+        ]}},
+        {"name": "nvme", "ephemeral": {"volumeClaimTemplate": {
+            "metadata": {"labels": {"team": "ml"}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-nvme",
+                     "resources": {"requests": {"storage": "100Gi"}}},
+        }}},
+    ],
+    "volumeMounts": [
+        {"name": "models", "mountPath": "/models", "readOnly": True},
+        {"name": "conf", "mountPath": "/etc/rag", "subPath": "conf"},
+        {"name": "scratch", "mountPath": "/scratch"},
+        {"name": "nvme", "mountPath": "/nvme"},
+    ],
+    "env": [
+        {"name": "WANDB_PROJECT", "value": "rag"},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "WANDB_API_KEY", "valueFrom": {"secretKeyRef": {"name": "wandb", "key": "key"}}},
+    ],
+    "envFrom": [{"configMapRef": {"name": "ray-env"}, "prefix": "RAG_"}, {"secretRef": {"name": "s3"}}],
+    "securityContext": {"supplementalGroups": [2000]},
+    "containerSecurityContext": {"readOnlyRootFilesystem": True, "capabilities": {"add": ["NET_BIND_SERVICE"]}},
+}  # fmt: skip
+
+
 #: kube-scheduler's message for a pod that fits no node.
 NO_FIT = "0/4 nodes are available: 2 Insufficient memory, 2 node(s) had untolerated taint {nvidia.com/gpu: }."
 
@@ -39,6 +82,17 @@ def scheduled_pod(group: str, scheduled: str | None, message: str = "") -> dict[
         "metadata": {"labels": {names.LABEL_GROUP: group}},
         "status": {"phase": "Pending" if scheduled != "True" else "Running", "conditions": conditions},
     }
+
+
+def pod_templates(rayjob: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every pod template of a RayJob by group: head, submitter and each worker group."""
+    cluster = rayjob["spec"]["rayClusterSpec"]
+    found = {
+        "head": cluster["headGroupSpec"]["template"],
+        "submitter": rayjob["spec"]["submitterPodTemplate"],
+    }
+    found.update({group["groupName"]: group["template"] for group in cluster["workerGroupSpecs"]})
+    return found
 
 
 def load_example(which: str) -> dict[str, Any]:

@@ -10,9 +10,10 @@ newline).
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic import AfterValidator, Field, GetJsonSchemaHandler, WithJsonSchema
+from pydantic.json_schema import JsonSchemaValue
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
@@ -90,4 +91,22 @@ RayVersion = k8s_string(RAY_VERSION, 32, "a Ray version (MAJOR.MINOR.PATCH)", "2
 
 #: Replicas, counts, seconds: Kubernetes stores them as int32.
 Int32 = Annotated[int, Field(le=INT32_MAX)]
-Int64 = Annotated[int, Field(le=INT64_MAX)]
+
+
+class _Int64Format:
+    """The JSON schema of an int64: `format: int64` instead of the int64 maximum, other bounds kept."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: Any, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = dict(handler(core_schema))
+        if schema.get("maximum") == INT64_MAX:
+            del schema["maximum"]
+        return {**schema, "format": "int64"}
+
+
+#: Seconds, user and group ids: Kubernetes stores them as int64. The upper bound is checked by
+#: pydantic but not written into the CRD: the API server reads `maximum: 9223372036854775807` as
+#: a float, overflows it to the smallest int64 and then refuses every value; `format: int64` it
+#: checks itself.
+Int64 = Annotated[int, Field(le=INT64_MAX), _Int64Format()]

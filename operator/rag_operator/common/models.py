@@ -20,6 +20,7 @@ from .k8s_types import (
     QualifiedName,
     SecretKey,
 )
+from .pod_override import PodOverride
 from .quantities import QUANTITY_PATTERN, parse_quantity
 
 
@@ -77,7 +78,7 @@ class Toleration(K8sModel):
 
 
 class Placement(K8sModel):
-    """Where a group's pods may run."""
+    """Where a group's pods may run, and what a platform team adds to them (`pod`)."""
 
     node_selector: Annotated[dict[QualifiedName, LabelValue], _NULL_IS_NO_KEYS] = Field(
         default_factory=dict, max_length=64, description="Pod nodeSelector (label keys and values)."
@@ -89,6 +90,13 @@ class Placement(K8sModel):
         default=None,
         description="Pod affinity: a Kubernetes Affinity (nodeAffinity, podAffinity, podAntiAffinity), "
         "checked with the API server's rules.",
+    )
+    pod: PodOverride | None = Field(
+        default=None,
+        description="Additions to this group's pods: labels, annotations, imagePullSecrets, "
+        "priorityClassName, serviceAccountName, runtimeClassName, schedulerName, volumes and "
+        "volumeMounts, env and envFrom, securityContext and containerSecurityContext. Keys the "
+        "operator or KubeRay own are refused, and so are hostPath volumes.",
     )
 
 

@@ -25,6 +25,8 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_JOB = f"{GROUP}/job"
 LABEL_GROUP = f"{GROUP}/group"
+#: The pod volume of spec.storage (a user's pod override may not reuse the name).
+STORAGE_VOLUME = "rag-storage"
 #: Annotation on the RayJob holding the normalised CR spec it was rendered from, so a later
 #: spec change is compared with what is really running (not with kopf's last-seen spec).
 ANNOTATION_APPLIED_SPEC = f"{GROUP}/applied-spec"

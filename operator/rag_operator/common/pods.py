@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic.alias_generators import to_camel
+
 from rag_job.config import RETRIEVAL_RESOURCE, TRAINER_RESOURCE
 
+from .errors import Problems
 from .models import HeadSpec, Placement, RayPodsSpec, RetrievalGroupSpec, SecuritySpec, TrainerPodSpec
-from .names import LABEL_COMPONENT, LABEL_GROUP
+from .names import LABEL_COMPONENT, LABEL_GROUP, STORAGE_VOLUME
 from .network import METRICS_PORT
+from .pod_override import PodOverride, deep_merge
 from .quantities import quantity_str
 
-STORAGE_VOLUME = "rag-storage"
 HEAD_PORTS = [
     {"containerPort": 6379, "name": "gcs-server"},
     {"containerPort": 8265, "name": "dashboard"},
@@ -66,13 +69,93 @@ def security_contexts(security: SecuritySpec) -> tuple[dict[str, Any], dict[str,
     return pod, container
 
 
-def _harden(pod_spec: dict[str, Any], security: SecuritySpec) -> None:
+def merged_security_contexts(
+    security: SecuritySpec, override: PodOverride | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """security_contexts() with a group's override merged over them field by field."""
     pod_context, container_context = security_contexts(security)
+    if override is not None and override.security_context is not None:
+        pod_context = deep_merge(pod_context, override.security_context.to_kube())
+    if override is not None and override.container_security_context is not None:
+        container_context = deep_merge(container_context, override.container_security_context.to_kube())
+    return pod_context, container_context
+
+
+def pod_overrides_problems(spec: RayPodsSpec, groups: dict[str, Placement]) -> Problems:
+    """What the groups' overrides (`groups`: spec field -> its Placement) cannot do given the rest
+    of the spec, each a pod Kubernetes would take but never run as meant:
+
+    - a mount at spec.storage.pvc's mountPath (two mounts at one path; the CRD refuses it too);
+    - root with the hardened runAsNonRoot kept: the kubelet refuses to start the container.
+    """
+    problems: Problems = []
+    pvc = spec.storage.pvc
+    for group, placement in groups.items():
+        override = placement.pod
+        if override is None:
+            continue
+        path = f"spec.{group}.pod"
+        problems += [
+            (f"{path}.volumeMounts.{index}.mountPath", f"{mount.mount_path} is where spec.storage.pvc is mounted: choose another path")
+            for index, mount in enumerate(override.volume_mounts)
+            if pvc is not None and mount.mount_path == pvc.mount_path
+        ]  # fmt: skip
+        pod_context, container_context = merged_security_contexts(spec.security, override)
+        effective = {**pod_context, **container_context}
+        if effective.get("runAsUser") == 0 and effective.get("runAsNonRoot"):
+            problems.append(
+                (
+                    f"{path}.containerSecurityContext.runAsNonRoot",
+                    "runAsUser 0 (root) with runAsNonRoot true (spec.security's hardened default) never "
+                    "starts: the kubelet refuses the container; set runAsNonRoot: false in both "
+                    "securityContext and containerSecurityContext, or a non-zero runAsUser",
+                )
+            )
+    return problems
+
+
+def _harden(pod_spec: dict[str, Any], security: SecuritySpec, override: PodOverride | None) -> None:
+    """The hardened securityContexts, with a group's override merged over them field by field."""
+    pod_context, container_context = merged_security_contexts(security, override)
     if pod_context:
         pod_spec["securityContext"] = pod_context
+    if container_context:
         for container in pod_spec["containers"]:
             container["securityContext"] = dict(container_context)
     pod_spec["automountServiceAccountToken"] = security.automount_service_account_token
+
+
+def apply_pod_override(template: dict[str, Any], override: PodOverride) -> dict[str, Any]:
+    """A pod template with a group's override merged in (its securityContexts are `_harden`'s).
+
+    Pure: returns a new template. The operator's labels win over the override's (the model
+    refuses their keys anyway); env of the same name replaces the resource-wide entry in place,
+    so a group can change a value spec.env sets for all; volumes and mounts are appended.
+    """
+    metadata = dict(template["metadata"])
+    metadata["labels"] = {**override.labels, **metadata["labels"]}
+    if override.annotations:
+        metadata["annotations"] = {**metadata.get("annotations", {}), **override.annotations}
+    spec = dict(template["spec"])
+    container = dict(spec["containers"][0])
+    spec["containers"] = [container, *spec["containers"][1:]]
+    for key in ("priority_class_name", "service_account_name", "runtime_class_name", "scheduler_name"):
+        if getattr(override, key) is not None:
+            spec[to_camel(key)] = getattr(override, key)
+    if override.image_pull_secrets:
+        spec["imagePullSecrets"] = [secret.to_kube() for secret in override.image_pull_secrets]
+    if override.volumes:
+        spec["volumes"] = [*spec.get("volumes", []), *(v.to_kube() for v in override.volumes)]
+    if override.volume_mounts:
+        mounts = [m.to_kube() for m in override.volume_mounts]
+        container["volumeMounts"] = [*container.get("volumeMounts", []), *mounts]
+    if override.env:
+        env = {var["name"]: var for var in container.get("env", [])}
+        env.update({var.name: var.to_kube() for var in override.env})
+        container["env"] = list(env.values())
+    if override.env_from:
+        container["envFrom"] = [source.to_kube() for source in override.env_from]
+    return {"metadata": metadata, "spec": spec}
 
 
 def pod_template(
@@ -90,7 +173,7 @@ def pod_template(
     """One Ray container with requests == limits, the shared storage and the env/secrets.
 
     `labels` are the owner's (a job's or a retrieval cluster's); the component and LABEL_GROUP
-    labels name the group.
+    labels name the group. The placement's `pod` override is merged in last.
     """
     requests = {"cpu": quantity_str(cpu), "memory": memory}
     container: dict[str, Any] = {
@@ -118,7 +201,8 @@ def pod_template(
         ]
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
-    _harden(pod_spec, spec.security)
+    override = placement.pod if placement is not None else None
+    _harden(pod_spec, spec.security, override)
     if placement is not None:
         if placement.node_selector:
             pod_spec["nodeSelector"] = dict(placement.node_selector)
@@ -130,7 +214,8 @@ def pod_template(
         if affinity:
             pod_spec["affinity"] = affinity
     pod_labels = {**labels, LABEL_COMPONENT: group, LABEL_GROUP: group}
-    return {"metadata": {"labels": pod_labels}, "spec": pod_spec}
+    template = {"metadata": {"labels": pod_labels}, "spec": pod_spec}
+    return template if override is None else apply_pod_override(template, override)
 
 
 def head_group(labels: dict[str, str], spec: RayPodsSpec, head: HeadSpec) -> dict[str, Any]:
@@ -221,8 +306,12 @@ def submitter_template(labels: dict[str, str], spec: RayPodsSpec, head: HeadSpec
 
     KubeRay fills in the command when the container has none. Rendered so the submitter carries
     our labels (the NetworkPolicy admits it to the dashboard), no service account token and the
-    same securityContext as the Ray pods; it may run where the head may (not on GPU nodes).
+    same securityContext as the Ray pods; it may run where the head may (not on GPU nodes). It
+    runs the head's image, so it takes the head's pod override but its volumes and env
+    (PodOverride.for_submitter): pull secrets, labels, priority, service account included.
     """
+    if head.pod is not None:
+        head = head.model_copy(update={"pod": head.pod.for_submitter()})
     template = pod_template(
         labels, spec, group=SUBMITTER_GROUP, container_name="ray-job-submitter", cpu=SUBMITTER_CPU,
         memory=SUBMITTER_MEMORY, placement=head,

@@ -19,6 +19,7 @@ from rag_job.config import JobConfig
 
 from ..common.defaults import defaults_tree
 from ..common.errors import Problems, SpecError
+from ..common.pods import pod_overrides_problems
 from ..common.quantities import parse_quantity
 from ..common.sizing import (
     KbReader,
@@ -62,6 +63,9 @@ def plan_job(
     if spec.retrieval_cluster_ref:
         return plan_shared_job(name, spec, cluster, namespace)
     problems = check_name(name) + check_positive_cpu(spec.trainers.cpu, "spec.trainers.cpu")
+    problems += pod_overrides_problems(
+        spec, {"head": spec.head, "trainers": spec.trainers, "retrieval": spec.retrieval}
+    )
     if spec.ray_job.queue_name and spec.ray_job.suspend:
         problems.append(
             (
@@ -240,7 +244,15 @@ NOT_WITH_REF = {
     "head": "the RagRetrievalCluster's head runs the job",
     "retrieval": "the RagRetrievalCluster's retrieval actors serve the job",
 }
-TRAINER_FIELDS_NOT_WITH_REF = ("cpu", "memory", "gpu_resource", "node_selector", "tolerations", "affinity")
+TRAINER_FIELDS_NOT_WITH_REF = (
+    "cpu",
+    "memory",
+    "gpu_resource",
+    "node_selector",
+    "tolerations",
+    "affinity",
+    "pod",
+)
 RAYJOB_FIELDS_NOT_WITH_REF = {
     "ray_version": "the RagRetrievalCluster's rayVersion applies",
     "ttl_seconds_after_finished": "a shared RayCluster is never torn down by a job",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ..common import names, sizing
 from ..common.errors import SpecError
+from ..common.pods import pod_overrides_problems
 from .spec import RagRetrievalClusterSpec
 
 
@@ -39,6 +40,9 @@ def plan_retrieval_cluster(
     else:
         problems += sizing.check_retrieval_actors(retrieval, spec.actor_cpus, "actorCpus")
     problems += sizing.check_positive_cpu(spec.trainers.cpu, "spec.trainers.cpu")
+    problems += pod_overrides_problems(
+        spec, {"head": spec.head, "retrieval": spec.retrieval, "trainers": spec.trainers}
+    )
     memory, computed, index_size = sizing.retrieval_memory(retrieval, spec.knowledge_base, read_kb, problems)
     if problems:
         raise SpecError(problems)

@@ -108,6 +108,28 @@ def test_crd_schema_is_structural() -> None:
             assert set(branch) <= {"required"}, f"{path}: oneOf may only carry value validations"
 
 
+#: The fields of apiextensions.k8s.io/v1 JSONSchemaProps that a CRD schema node may hold.
+JSON_SCHEMA_PROPS = {
+    "description", "type", "format", "title", "default", "maximum", "exclusiveMaximum", "minimum",
+    "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems",
+    "multipleOf", "enum", "maxProperties", "minProperties", "required", "items", "allOf", "oneOf",
+    "anyOf", "not", "properties", "additionalProperties", "nullable", "example", "externalDocs",
+    "x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource", "x-kubernetes-int-or-string",
+    "x-kubernetes-list-map-keys", "x-kubernetes-list-type", "x-kubernetes-map-type", "x-kubernetes-validations",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "make", [crd_module.crd, crd_module.rrc_crd], ids=["RagFinetuneJob", "RagRetrievalCluster"]
+)
+def test_every_schema_node_holds_only_what_a_crd_schema_declares(make) -> None:
+    """A key pydantic writes that JSONSchemaProps lacks (a raw `ge`) is dropped by a plain create
+    but fails `helm install`'s typed patch: 'field not declared in schema'."""
+    schema = make()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema, "openAPIV3Schema"):
+        assert set(node) <= JSON_SCHEMA_PROPS, (path, set(node) - JSON_SCHEMA_PROPS)
+
+
 def test_no_field_keeps_unknown_fields_not_even_inside_an_affinity_or_a_network_peer() -> None:
     """Every node is typed, down to the insides of an Affinity and of a NetworkPolicy peer, so a
     misspelt key there is refused at `kubectl apply` like anywhere else."""

@@ -16,19 +16,9 @@ from rag_operator.common.sizing import no_kb_metadata
 from rag_operator.finetunejob import render
 from rag_operator.retrievalcluster import controller as rrc_controller
 from rag_operator.retrievalcluster.status import unfinished_referrers
-from tests.operator.testlib import FakeMemo, load_example, merge_patch
+from tests.operator.testlib import FakeMemo, load_example, merge_patch, pod_templates
 
 from .test_controller import NS, reconcile, stored, submit
-
-
-def pod_templates(rayjob: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    cluster = rayjob["spec"]["rayClusterSpec"]
-    found = {
-        "head": cluster["headGroupSpec"]["template"],
-        "submitter": rayjob["spec"]["submitterPodTemplate"],
-    }
-    found.update({group["groupName"]: group["template"] for group in cluster["workerGroupSpecs"]})
-    return found
 
 
 def rendered(**spec_changes: Any) -> dict[str, Any]:

@@ -34,8 +34,8 @@ from rag_operator.common.errors import SpecError
 from rag_operator.common.sizing import no_kb_metadata
 from rag_operator.finetunejob import render
 from tests.operator.apiserver import api_server_with
-from tests.operator.properties import KUBE_FIELDS
-from tests.operator.testlib import EXAMPLES, REPO, load_example
+from tests.operator.properties import KUBE_FIELDS, POD_REFERENCED, VALID_POD_OVERRIDE
+from tests.operator.testlib import EXAMPLES, POD_OVERRIDE, REPO, load_example, pod_templates
 from tests.polling import eventually
 
 pytestmark = pytest.mark.cluster
@@ -226,6 +226,118 @@ def test_kubectl_apply_of_a_bad_resource_fails_at_the_api_server(
     status, body = apply(plane, doc, dry_run=True)
     assert status in (400, 422), body
     assert complaint in body["message"], body["message"]
+
+
+@pytest.fixture(scope="module")
+def pod_references(plane: ControlPlane) -> None:
+    """The service account, PriorityClass and RuntimeClass the override tests name: admission
+    looks each up when a pod is created."""
+    references = {
+        f"/api/v1/namespaces/{NS}/serviceaccounts": {"metadata": {"name": POD_REFERENCED["serviceAccountName"]}},
+        "/apis/scheduling.k8s.io/v1/priorityclasses": {
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": POD_REFERENCED["priorityClassName"]}, "value": 1000,
+        },
+        "/apis/node.k8s.io/v1/runtimeclasses": {
+            "apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
+            "metadata": {"name": POD_REFERENCED["runtimeClassName"]}, "handler": "nvidia",
+        },
+    }  # fmt: skip
+    for path, obj in references.items():
+        status, body = plane.api().request("POST", path, obj)
+        assert status == 201, body
+
+
+def _pods_accepted(plane: ControlPlane, rayjob: dict[str, Any]) -> None:
+    for group, template in pod_templates(rayjob).items():
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{group}", **template["metadata"]}}
+        status, body = _dry_run(plane, {**pod, "spec": template["spec"]})
+        assert status == 201, (group, body["message"])
+
+
+def test_a_job_with_pod_overrides_is_accepted_and_so_are_its_rayjob_and_every_pod(
+    plane: ControlPlane, pod_references: None
+) -> None:
+    """Every override field on every group: our CRD takes the job, KubeRay's CRD the RayJob, and the
+    API server's own pod validation and admission (service account, PriorityClass, RuntimeClass
+    looked up) each pod KubeRay would create from the templates."""
+    doc = example("cpu")
+    for group in ("head", "trainers", "retrieval"):
+        doc["spec"].setdefault(group, {})["pod"] = POD_OVERRIDE
+    status, body = apply(plane, doc, dry_run=True)
+    assert status == 201, body["message"]
+    rayjob, _ = render.rayjob_for(doc, no_kb_metadata)
+    status, body = plane.api().request("POST", f"{RAYJOBS}?fieldValidation=Strict&dryRun=All", rayjob)
+    assert status == 201, body["message"]
+    _pods_accepted(plane, rayjob)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(group=st.sampled_from(["head", "trainers", "retrieval"]), override=VALID_POD_OVERRIDE)
+def test_every_override_the_models_take_our_crd_and_the_api_servers_pod_checks_take(
+    plane: ControlPlane, pod_references: None, group: str, override: dict[str, Any]
+) -> None:
+    """Differential: the models are no looser than the API server (what they take, the pods take)
+    and our CRD no stricter than the models (the job is accepted)."""
+    doc = example("cpu")
+    doc["spec"][group]["pod"] = override
+    rayjob, _ = render.rayjob_for(doc, no_kb_metadata)
+    status, body = apply(plane, doc, dry_run=True)
+    assert status == 201, body["message"]
+    _pods_accepted(plane, rayjob)
+
+
+def test_int64_fields_take_their_values_at_the_api_server(plane: ControlPlane) -> None:
+    """`maximum: 2^63-1` in a CRD overflowed in the API server and refused every value; the CRD
+    now says `format: int64` (k8s_types.Int64)."""
+    doc = example("cpu")
+    doc["spec"]["trainers"]["tolerations"] = [
+        {"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+    ]
+    doc["spec"]["trainers"]["pod"] = {"securityContext": {"runAsUser": 2**40, "supplementalGroups": [2000]}}
+    status, body = apply(plane, doc, dry_run=True)
+    assert status == 201, body["message"]
+
+
+@pytest.mark.parametrize(
+    ("volume", "strict", "complaint"),
+    [
+        (
+            {"name": "h", "hostPath": {"path": "/"}},
+            True,
+            'unknown field "spec.trainers.pod.volumes[0].hostPath"',
+        ),
+        # without strict field validation the server prunes hostPath: no source is left, oneOf fails
+        ({"name": "h", "hostPath": {"path": "/"}}, False, "spec.trainers.pod.volumes[0]"),
+        (
+            {"name": "n", "nfs": {"server": "s", "path": "/"}},
+            True,
+            'unknown field "spec.trainers.pod.volumes[0].nfs"',
+        ),
+        (
+            {"name": "two", "emptyDir": {}, "secret": {"secretName": "s"}},
+            True,
+            "spec.trainers.pod.volumes[0]",
+        ),
+    ],
+    ids=["hostPath", "hostPath-pruned", "unknown-source", "two-sources"],
+)
+def test_the_api_server_refuses_a_volume_we_refuse(
+    plane: ControlPlane, volume: dict[str, Any], strict: bool, complaint: str
+) -> None:
+    doc = example("cpu")
+    doc["spec"]["trainers"]["pod"] = {"volumes": [volume]}
+    query = ("?fieldValidation=Strict&" if strict else "?") + "dryRun=All"
+    status, body = plane.api().request("POST", RFJS + query, doc)
+    assert status in (400, 422), body
+    assert complaint in body["message"], body["message"]
+    with pytest.raises(SpecError) as caught:
+        render.rayjob_for(doc, no_kb_metadata)
+    assert caught.value.fields == ["spec.trainers.pod.volumes.0"], caught.value.problems
 
 
 _MATCH_LABELS = "spec.trainers.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector.matchLabels"

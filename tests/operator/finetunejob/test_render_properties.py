@@ -1,7 +1,7 @@
-"""Property: whatever a user writes into a RagFinetuneJob, rendering either gives manifests that
-KubeRay's schema and Kubernetes' pod and NetworkPolicy schemas accept, with every derived name
-legal and the user's Affinity and dashboard peers arriving unchanged, or a SpecError naming
-fields; never a traceback, never a manifest Kubernetes would refuse.
+"""Property: whatever a user writes into a RagFinetuneJob (pod overrides included), rendering either
+gives manifests that KubeRay's schema and Kubernetes' pod and NetworkPolicy schemas accept, with
+every derived name legal and the user's Affinity and dashboard peers arriving unchanged, or a
+SpecError naming fields; never a traceback, never a manifest Kubernetes would refuse.
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ KUBE_PATHS = [
     "spec.retrieval.affinity",
     "spec.retrieval.tolerations",
     "spec.security.dashboardPeers",
+    "spec.head.pod",
+    "spec.trainers.pod",
+    "spec.retrieval.pod",
 ]
 MUTATION = st.one_of(
     st.sampled_from(sorted(PLAUSIBLE)).flatmap(

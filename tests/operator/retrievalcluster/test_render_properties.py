@@ -116,7 +116,7 @@ def mutation(plausible: dict[str, list[Any]], kube_paths: list[str]) -> st.Searc
     )
 
 
-KUBE_PATHS = [f"spec.{group}.{field}" for group in PLACED for field in ("affinity", "tolerations")]
+KUBE_PATHS = [f"spec.{group}.{field}" for group in PLACED for field in ("affinity", "tolerations", "pod")]
 RRC_MUTATION = mutation(RRC_PLAUSIBLE, [*KUBE_PATHS, "spec.security.dashboardPeers"])
 #: A job may not place pods on a shared cluster: one placement path stands for the refused ones.
 JOB_MUTATION = mutation(JOB_PLAUSIBLE, ["spec.trainers.tolerations", "spec.security.dashboardPeers"])
