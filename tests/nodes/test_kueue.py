@@ -7,6 +7,8 @@ one is admitted and runs; the other waits, phase Queued, its RayJob suspended an
 its own, because Kueue holds it (not the nodes: nothing of it reaches the scheduler). When the
 first finishes, Kueue releases its quota and admits the second, which then runs to Succeeded.
 The operator never touches `suspend` on these RayJobs; Kueue's RayJob webhook validates them.
+The jobs also carry a trainers `pod` override (label, env from a ConfigMap, a scratch volume),
+checked inside the running trainer pods.
 """
 
 from __future__ import annotations
@@ -35,6 +37,20 @@ pytestmark = pytest.mark.node
 EXAMPLE = REPO / "examples" / "rag-finetune-job-cpu.yaml"
 KUEUE_API = "kueue.x-k8s.io/v1beta2"
 FLAVOR, CLUSTER_QUEUE, LOCAL_QUEUE = "rag-default", "rag-one-job", "rag-queue"
+#: A per-group pod override, as a platform team adds one: a label, env from a ConfigMap and a
+#: scratch volume on the trainer pods (checked on the running pods below).
+TEAM_SETTINGS = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "team-settings"},
+    "data": {"team": "ml"},
+}
+TRAINER_OVERRIDE = {
+    "labels": {"team": "ml"},
+    "env": [{"name": "RAG_TEAM", "valueFrom": {"configMapKeyRef": {"name": "team-settings", "key": "team"}}}],
+    "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "64Mi"}}],
+    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +77,7 @@ def queued_job(name: str) -> dict[str, Any]:
     # Kueue counts a finished job's quota until KubeRay deletes its cluster (measured: the
     # example's 600 s TTL held the second job for 600 s more), so queued jobs keep none.
     job["spec"]["rayJob"]["ttlSecondsAfterFinished"] = 0
+    job["spec"]["trainers"]["pod"] = TRAINER_OVERRIDE
     return job
 
 
@@ -143,8 +160,8 @@ def test_kueue_admits_one_job_at_a_time_from_a_queue_with_quota_for_one(
     namespace = data_namespace
     jobs = [queued_job("queued-first"), queued_job("queued-second")]
     quota = one_job_of_quota(jobs[0], namespace)
-    queues = "---\n".join(yaml.safe_dump(doc) for doc in queue_objects(namespace, quota))
-    done = node_kubectl("apply", "-f", "-", stdin=queues)
+    queues = "---\n".join(yaml.safe_dump(doc) for doc in [*queue_objects(namespace, quota), TEAM_SETTINGS])
+    done = node_kubectl("-n", namespace, "apply", "-f", "-", stdin=queues)
     assert done.returncode == 0, done.stderr
 
     def queue_active() -> bool:
@@ -201,6 +218,22 @@ def test_kueue_admits_one_job_at_a_time_from_a_queue_with_quota_for_one(
     for pod in get(node_kubectl, "-n", namespace, "pods", "-l", "ray.io/node-type")["items"]:
         assert pod["metadata"]["labels"].get("ray.io/cluster") == first_cluster, pod["metadata"]["name"]
 
+    # The trainers' pod override reached the running pods: the label, and in the container the
+    # ConfigMap's value and a writable scratch volume.
+    def trainer_pods() -> list[dict[str, Any]] | None:
+        selector = f"ray.io/cluster={first_cluster},ray.io/group=trainer"
+        pods = get(node_kubectl, "-n", namespace, "pods", "-l", selector)["items"]
+        running = [p for p in pods if p["status"].get("phase") == "Running"]
+        return running if running and len(running) == len(pods) else None
+
+    for pod in eventually(trainer_pods, timeout=300, what=f"{first}'s trainer pods Running", interval=2):
+        assert pod["metadata"]["labels"]["team"] == "ml", pod["metadata"]["labels"]
+        probe = 'echo "$RAG_TEAM"; touch /scratch/written && echo written'
+        done = node_kubectl(
+            "-n", namespace, "exec", pod["metadata"]["name"], "-c", "ray-worker", "--", "sh", "-c", probe
+        )
+        assert done.returncode == 0 and done.stdout.split() == ["ml", "written"], (done.stdout, done.stderr)
+
     def finished(name: str) -> str | None:
         phase = status_of(name).get("phase")
         return phase if phase in ("Succeeded", "Failed") else None
@@ -229,6 +262,10 @@ def test_kueue_admits_one_job_at_a_time_from_a_queue_with_quota_for_one(
         f"Kueue on real pods: quota for one job ({quota['cpu']} CPU); {first} Succeeded after {first_s:.0f}s, "
         f"{second} (Queued until then) after {total_s:.0f}s; phases {phases}; while queued: {why!r}"
     )
-    for kind in ("localqueue", "clusterqueue", "resourceflavor"):
-        name = {"localqueue": LOCAL_QUEUE, "clusterqueue": CLUSTER_QUEUE, "resourceflavor": FLAVOR}[kind]
+    for kind, name in (
+        ("localqueue", LOCAL_QUEUE),
+        ("clusterqueue", CLUSTER_QUEUE),
+        ("resourceflavor", FLAVOR),
+    ):
         node_kubectl("-n", namespace, "delete", kind, name, "--wait=false")
+    node_kubectl("-n", namespace, "delete", "configmap", "team-settings")
