@@ -108,18 +108,22 @@ class Verification:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     files_checked: int = 0
+    #: The file that recorded the digests (kb.json, or an index version's manifest).
+    meta_file: str = KB_META_FILE
+    written_by: str = "build-index"
+    fix: str = (
+        "restore the files as build-index wrote them, or rebuild the directory with "
+        "`python -m rag_job build-index`"
+    )
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def message(self) -> str:
-        lines = [f"knowledge base {self.kb_dir} does not match its {KB_META_FILE} ({self.level} check):"]
+        lines = [f"knowledge base {self.kb_dir} does not match its {self.meta_file} ({self.level} check):"]
         lines += [f"  {problem}" for problem in self.problems]
-        lines.append(
-            "  fix: restore the files as build-index wrote them, or rebuild the directory with "
-            "`python -m rag_job build-index`"
-        )
+        lines.append(f"  fix: {self.fix}")
         return "\n".join(lines)
 
     def raise_for_problems(self) -> None:
@@ -182,6 +186,30 @@ def verify_files(
     return result
 
 
+def verify_digests(
+    kb_dir: str | Path,
+    digests: list[FileDigest],
+    meta_file: str,
+    written_by: str,
+    fix: str,
+    level: Level = "fingerprint",
+    recorded: list[FileDigest] | None = None,
+) -> Verification:
+    """Check files that some other record than kb.json lists (an index version's manifest).
+
+    `recorded` (default: `digests`) is every digest of that record, so a file holding another
+    listed file's content is reported as swapped, as `verify_files` does.
+    """
+    kb_dir = Path(kb_dir)
+    result = Verification(kb_dir=kb_dir, level=level, meta_file=meta_file, written_by=written_by, fix=fix)
+    by_fingerprint = {d.fingerprint: d.file for d in (recorded or digests)}
+    holds: dict[str, str] = {}
+    for digest in digests:
+        _check(kb_dir, digest, level, by_fingerprint, holds, result)
+    _report_swaps(holds, result)
+    return result
+
+
 def _verify_remote_sizes(
     kb_uri: str, meta: KnowledgeBaseMeta, shards: Iterable[int] | None, passages: bool
 ) -> Verification:
@@ -219,12 +247,14 @@ def _verify_remote_sizes(
 def _check_size(path: Path, expected: int, result: Verification) -> bool:
     result.files_checked += 1
     if not path.is_file():
-        result.problems.append(f"{path} is missing (kb.json lists it with {expected} bytes)")
+        result.problems.append(f"{path} is missing ({result.meta_file} lists it with {expected} bytes)")
         return False
     size = path.stat().st_size
     if size != expected:
         what = "truncated" if size < expected else "grown"
-        result.problems.append(f"{path} is {size} bytes, kb.json recorded {expected}: {what} or replaced")
+        result.problems.append(
+            f"{path} is {size} bytes, {result.meta_file} recorded {expected}: {what} or replaced"
+        )
         return False
     return True
 
@@ -252,11 +282,13 @@ def _check(
             holds[digest.file] = other
         else:
             result.problems.append(
-                f"{path} does not match its fingerprint in kb.json: changed since build-index"
+                f"{path} does not match its fingerprint in {result.meta_file}: changed since {result.written_by}"
             )
         return
     if not full_match:
-        result.problems.append(f"{path} does not match its SHA-256 in kb.json: changed since build-index")
+        result.problems.append(
+            f"{path} does not match its SHA-256 in {result.meta_file}: changed since {result.written_by}"
+        )
 
 
 def _report_swaps(holds: dict[str, str], result: Verification) -> None:

@@ -31,6 +31,7 @@ from rag_job.knowledge.layout import (
     KnowledgeBaseMeta,
     ShardInfo,
     shard_file_name,
+    write_atomically,
 )
 
 logger = logging.getLogger(__name__)
@@ -171,17 +172,7 @@ def write_knowledge_base(
     for number, (start, end) in enumerate(shard_ranges(len(passages), shards)):
         index = build_faiss_index(embeddings[start:end], index_type)
         file_name = shard_file_name(number, shards)
-        digest = write_faiss_index(index, out_dir, file_name)
-        shard_infos.append(
-            ShardInfo(
-                file=file_name,
-                start=start,
-                end=end,
-                bytes=digest.bytes,
-                sha256=digest.sha256,
-                fingerprint=digest.fingerprint,
-            )
-        )
+        shard_infos.append(ShardInfo.written(write_faiss_index(index, out_dir, file_name), start, end))
     meta = KnowledgeBaseMeta(
         num_passages=len(passages),
         dim=dim,
@@ -192,9 +183,7 @@ def write_knowledge_base(
         ctx_encoder=str(ctx_encoder),
         created_unix=int(time.time()),
     )
-    staged = out_dir / f".{KB_META_FILE}.tmp"
-    staged.write_text(meta.model_dump_json(indent=2, exclude_none=True) + "\n")
-    staged.replace(out_dir / KB_META_FILE)
+    write_atomically(out_dir / KB_META_FILE, meta.model_dump_json(indent=2, exclude_none=True) + "\n")
     return meta
 
 

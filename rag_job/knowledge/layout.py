@@ -43,6 +43,19 @@ class ShardInfo(BaseModel):
     sha256: str | None = Field(default=None, description="SHA-256 of the index file (format 2).")
     fingerprint: str | None = Field(default=None, description="Fingerprint of the index file (format 2).")
 
+    @classmethod
+    def written(cls, digest: FileDigest, start: int, end: int, **extra) -> ShardInfo:
+        """The record of a shard file just written, from its digest."""
+        return cls(
+            file=digest.file,
+            start=start,
+            end=end,
+            bytes=digest.bytes,
+            sha256=digest.sha256,
+            fingerprint=digest.fingerprint,
+            **extra,
+        )
+
     def digest(self) -> FileDigest | None:
         """This shard's file digest, or None for a kb.json that recorded none (format 1)."""
         if self.sha256 is None or self.fingerprint is None:
@@ -78,6 +91,13 @@ def shard_file_name(number: int, shards: int) -> str:
     return "index.faiss" if shards == 1 else f"index-shard-{number:02d}-of-{shards:02d}.faiss"
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write a metadata file so that a reader sees the old file or the new one, never half of it."""
+    staged = path.with_name(f".{path.name}.tmp")
+    staged.write_text(text)
+    staged.replace(path)
+
+
 def dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
@@ -98,16 +118,21 @@ def load_meta(kb_dir: str | Path) -> KnowledgeBaseMeta:
             f"{meta_path} has format version {meta.format_version}, newer than this rag_job reads "
             f"({KB_FORMAT_VERSION}); upgrade rag_job or rebuild the index with this version's build-index"
         )
+    check_shard_ranges(meta_path, meta.shards, meta.num_passages)
+    return meta
+
+
+def check_shard_ranges(meta_path: str | Path, shards: list[ShardInfo], num_passages: int) -> None:
+    """Shards must cover passages 0..num_passages contiguously (kb.json and index-version manifests)."""
     covered = 0
-    for shard in meta.shards:
+    for shard in shards:
         if shard.start != covered or shard.end <= shard.start:
             raise KnowledgeBaseLayoutError(f"{meta_path} is corrupt: shard ranges must be contiguous from 0")
         covered = shard.end
-    if covered != meta.num_passages:
+    if covered != num_passages:
         raise KnowledgeBaseLayoutError(
-            f"{meta_path} is corrupt: shards cover {covered} passages, num_passages is {meta.num_passages}"
+            f"{meta_path} is corrupt: shards cover {covered} passages, num_passages is {num_passages}"
         )
-    return meta
 
 
 def _read_meta_text(kb_dir: str | Path) -> tuple[str, str]:

@@ -99,6 +99,42 @@ class EmbeddingTable:
         return out.reshape(*global_ids.shape, self.dim)
 
 
+class ArrayEmbeddings:
+    """One shard's rows of an index version's embeddings (.npy, memory-mapped) by global id."""
+
+    def __init__(self, rows: np.ndarray, start: int):
+        self.rows, self.start, self.dim = rows, start, int(rows.shape[1])
+
+    def take(self, global_ids: np.ndarray) -> np.ndarray:
+        """Embeddings for `global_ids` (any shape); -1 (no result) gives zeros."""
+        flat = global_ids.reshape(-1)
+        out = np.zeros((flat.size, self.dim), dtype=np.float32)
+        valid = flat >= 0
+        out[valid] = self.rows[flat[valid] - self.start]
+        return out.reshape(*global_ids.shape, self.dim)
+
+
+class VersionEmbeddings:
+    """A whole index version's embeddings by global id, over its shards' .npy files."""
+
+    def __init__(self, parts: list[ArrayEmbeddings]):
+        self.parts = parts
+        self.dim = parts[0].dim
+        self._starts = np.asarray([part.start for part in parts])
+
+    def take(self, global_ids: np.ndarray) -> np.ndarray:
+        """Embeddings for `global_ids` (any shape); -1 (no result) gives zeros."""
+        flat = global_ids.reshape(-1)
+        out = np.zeros((flat.size, self.dim), dtype=np.float32)
+        valid = flat >= 0
+        which = np.searchsorted(self._starts, flat, side="right") - 1
+        for number in np.unique(which[valid]):
+            rows = valid & (which == number)
+            part = self.parts[number]
+            out[rows] = part.rows[flat[rows] - part.start]
+        return out.reshape(*global_ids.shape, self.dim)
+
+
 class ShardSearcher:
     """One index shard: top-k by inner product, returned with global ids and exact embeddings.
 
@@ -114,6 +150,7 @@ class ShardSearcher:
         meta: KnowledgeBaseMeta | None = None,
         dataset=None,
         verified: bool = False,
+        embeddings: ArrayEmbeddings | None = None,
     ):
         started = time.perf_counter()
         self.kb_dir = Path(kb_dir)
@@ -126,7 +163,9 @@ class ShardSearcher:
         info = self.meta.shards[shard]
         self.start, self.end = info.start, info.end
         if not verified:
-            verify_files(kb_dir, self.meta, shards=[shard], passages=dataset is None).raise_for_problems()
+            verify_files(
+                kb_dir, self.meta, shards=[shard], passages=dataset is None and embeddings is None
+            ).raise_for_problems()
         path = index_path(kb_dir, self.meta, shard)
         self.index = read_faiss_index(path)
         if self.index.d != self.meta.dim or self.index.ntotal != info.end - info.start:
@@ -134,12 +173,16 @@ class ShardSearcher:
                 f"FAISS index file {path} does not match kb.json: dimension {self.index.d} "
                 f"(expected {self.meta.dim}), {self.index.ntotal} vectors (expected {info.end - info.start})"
             )
-        dataset = dataset if dataset is not None else load_passages(kb_dir)
-        if len(dataset) != self.meta.num_passages:
-            raise KnowledgeBaseLayoutError(
-                f"passages dataset in {self.kb_dir} has {len(dataset)} rows, kb.json says {self.meta.num_passages}"
-            )
-        self.embeddings = EmbeddingTable(dataset, self.start, self.end, self.meta.dim)
+        if embeddings is not None:
+            self.embeddings: EmbeddingTable | ArrayEmbeddings = embeddings
+        else:
+            dataset = dataset if dataset is not None else load_passages(kb_dir)
+            if len(dataset) != self.meta.num_passages:
+                raise KnowledgeBaseLayoutError(
+                    f"passages dataset in {self.kb_dir} has {len(dataset)} rows, kb.json says {self.meta.num_passages}"
+                )
+            self.embeddings = EmbeddingTable(dataset, self.start, self.end, self.meta.dim)
+        self.version = 0
         self.load_seconds = time.perf_counter() - started
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -150,6 +193,59 @@ class ShardSearcher:
         scores, local_ids = self.index.search(queries, k)
         global_ids = np.where(local_ids >= 0, local_ids + self.start, -1)
         return scores, global_ids, self.embeddings.take(global_ids)
+
+
+def open_shard(kb_dir: str | Path, shard: int, version: int = 0) -> ShardSearcher:
+    """Shard `shard` of index version `version`; its files are checked against the version's
+    manifest first, so a corrupt new version is refused with the file named, never served."""
+    from rag_job.knowledge.versions import load_version, verify_version
+
+    if version == 0:
+        return ShardSearcher(kb_dir, shard)
+    base = load_meta(kb_dir)
+    index_version = load_version(kb_dir, version, base)
+    if not 0 <= shard < len(index_version.shards):
+        raise KnowledgeBaseLayoutError(
+            f"index version {version} of {kb_dir} has {len(index_version.shards)} shards; "
+            f"shard {shard} does not exist"
+        )
+    verify_version(kb_dir, index_version, [shard]).raise_for_problems()
+    searcher = ShardSearcher(
+        kb_dir,
+        shard,
+        index_version.as_meta(base),
+        verified=True,
+        embeddings=_shard_embeddings(kb_dir, index_version, shard),
+    )
+    searcher.version = version
+    return searcher
+
+
+def open_version_embeddings(kb_dir: str | Path, version: int) -> VersionEmbeddings:
+    """Every shard's embeddings of index version `version` > 0, checked against its manifest."""
+    from rag_job.knowledge.versions import load_version, verify_version
+
+    index_version = load_version(kb_dir, version)
+    verify_version(kb_dir, index_version).raise_for_problems()
+    return VersionEmbeddings(
+        [_shard_embeddings(kb_dir, index_version, s) for s in range(len(index_version.shards))]
+    )
+
+
+def _shard_embeddings(kb_dir: str | Path, index_version, shard: int) -> ArrayEmbeddings:
+    """A version's shard embeddings, memory-mapped; the shape and type must match the manifest."""
+    info = index_version.shards[shard]
+    path = Path(kb_dir) / info.embeddings.file
+    try:
+        rows = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as err:
+        raise KnowledgeBaseLayoutError(f"embeddings file {path} is corrupt: {err}") from err
+    if rows.shape != (info.end - info.start, index_version.dim) or rows.dtype != np.float32:
+        raise KnowledgeBaseLayoutError(
+            f"embeddings file {path} holds {rows.dtype} {list(rows.shape)}, "
+            f"expected float32 [{info.end - info.start}, {index_version.dim}]"
+        )
+    return ArrayEmbeddings(rows, info.start)
 
 
 def merge_top_k(

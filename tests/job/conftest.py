@@ -59,6 +59,14 @@ def tiny_assets(tmp_path_factory) -> TinyAssets:
     )
 
 
+@pytest.fixture
+def kb_copy(tiny_assets, tmp_path) -> Path:
+    """A private copy of the two-shard knowledge base, for tests that write index versions into it."""
+    import shutil
+
+    return shutil.copytree(tiny_assets.kb_flat_2shards, tmp_path / "kb")
+
+
 @pytest.fixture(scope="session")
 def question_vectors(tiny_assets) -> np.ndarray:
     """The tiny DPR question encoder's embeddings of the shipped training questions."""
