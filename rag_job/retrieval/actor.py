@@ -3,6 +3,12 @@
 Actors need the custom resource `rag_retrieval`, so they run only on retrieval pods
 (CPU, high memory). They restart on failure (`max_restarts=-1`) and are named, so
 trainers and later jobs find them with `ray.get_actor`.
+
+An actor holds one or more index versions of its shard (`rag_job.knowledge.versions`):
+`prepare` loads a new one while the others keep serving, `activate` makes it the default,
+`drop` releases an old one once its in-flight calls are done. A call may name the version
+it wants, so a client can keep every shard of one call on one version (`rag_job.retrieval.swap`).
+A (re)started actor loads the knowledge base's current version.
 """
 
 from __future__ import annotations
@@ -14,13 +20,18 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import ray
 
 from rag_job.config import RETRIEVAL_NAMESPACE, RETRIEVAL_RESOURCE, actor_name
+from rag_job.retrieval.answers import ShardAnswer, VersionNotLoadedError
 from rag_job.retrieval.metrics import ActorMetrics
 from rag_job.storage import is_uri
+
+if TYPE_CHECKING:
+    from rag_job.retrieval.searcher import ShardSearcher
 
 #: Latency samples kept per actor for p50/p95.
 LATENCY_WINDOW = 2048
@@ -32,6 +43,7 @@ class _Request:
 
     queries: np.ndarray
     k: int
+    searcher: ShardSearcher
     with_embeddings: bool = True
     result: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
     error: BaseException | None = None
@@ -51,8 +63,9 @@ class RetrievalActor:
     def __init__(self, kb_dir: str, shard: int, faiss_threads: int | None = None):
         import faiss
 
-        from rag_job.knowledge.layout import local_knowledge_base
-        from rag_job.retrieval.searcher import ShardSearcher
+        from rag_job.knowledge.layout import load_meta, local_knowledge_base
+        from rag_job.knowledge.versions import current_version
+        from rag_job.retrieval.searcher import open_shard
 
         threads = faiss_threads or max(
             1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
@@ -64,10 +77,19 @@ class RetrievalActor:
         fetch_started = time.perf_counter()
         local_kb = local_knowledge_base(kb_dir, [shard])
         self.fetch_seconds = time.perf_counter() - fetch_started
-        self.searcher = ShardSearcher(local_kb, shard)
+        self._local_kb = local_kb
+        self._base_meta = load_meta(local_kb)
+        # Index versions live beside a local (or shared) knowledge base; one on an object store
+        # serves kb.json's index (version 0).
+        active = 0 if is_uri(kb_dir) else current_version(local_kb)
+        self._versions: dict[int, ShardSearcher] = {active: open_shard(local_kb, shard, active)}
+        self._active = active
+        self._version_calls: dict[int, int] = {}  # version -> calls being served on it
+        self._load_lock = threading.Lock()  # one version loads at a time
         self.kb_dir = kb_dir if is_uri(kb_dir) else str(Path(kb_dir))
         self.shard = shard
         self._lock = threading.Lock()
+        self._version_done = threading.Condition(self._lock)
         self._in_flight = 0
         self._calls = 0
         self._queries = 0
@@ -84,27 +106,51 @@ class RetrievalActor:
         self.metrics = ActorMetrics(name.rsplit("-shard", 1)[0], shard, name)
         self.metrics.loaded(self.searcher.end - self.searcher.start, self.searcher.meta.created_unix)
 
+    @property
+    def searcher(self) -> ShardSearcher:
+        """The active version's searcher."""
+        return self._versions[self._active]
+
     def search(
-        self, queries: np.ndarray, k: int, with_embeddings: bool = True
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
-        """(scores, global ids, embeddings, calls that were already in flight here when this one started).
+        self, queries: np.ndarray, k: int, with_embeddings: bool = True, version: int | None = None
+    ) -> ShardAnswer:
+        """Top-k of this shard from index version `version` (None: the active one).
 
         `with_embeddings=False` returns None for the embeddings: a client that can read
         them from its own memory-mapped copy of the passages saves their transfer
-        (B x k x D floats, the largest part of the answer).
+        (B x k x D floats, the largest part of the answer). A version this actor does not
+        hold raises `VersionNotLoadedError` (the client runs the call again on another).
 
         Concurrent calls (from any client) are batched into one FAISS search: one
         search of many queries costs far less than as many searches of few, and only
         one search at a time uses the actor's FAISS threads, so they match its CPUs.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        dim = self.searcher.meta.dim
-        if queries.ndim != 2 or queries.shape[1] != dim:
-            raise ValueError(f"queries must have shape [batch, {dim}], got {list(queries.shape)}")
-        request = _Request(queries, k, with_embeddings)
         with self._lock:
+            active = self._active
+            served = active if version is None else version
+            searcher = self._versions.get(served)
+            if searcher is None:
+                raise VersionNotLoadedError(served, active, self.shard)
+            dim = searcher.meta.dim
+            if queries.ndim != 2 or queries.shape[1] != dim:
+                raise ValueError(f"queries must have shape [batch, {dim}], got {list(queries.shape)}")
+            self._version_calls[served] = self._version_calls.get(served, 0) + 1
             backlog = self._in_flight
             self._in_flight += 1
+        try:
+            scores, ids, embeds = self._timed_search(_Request(queries, k, searcher, with_embeddings), backlog)
+        finally:
+            with self._lock:
+                self._version_calls[served] -= 1
+                self._version_done.notify_all()
+        return ShardAnswer(scores, ids, embeds, backlog, served, active)
+
+    def _timed_search(
+        self, request: _Request, backlog: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Serve one counted call (its backlog already taken); record its latency."""
+        queries = request.queries
         self.metrics.started(backlog + 1)
         started = time.perf_counter()
         try:
@@ -120,8 +166,7 @@ class RetrievalActor:
             self.metrics.served(len(queries), elapsed * 1000, in_flight)
         if request.error is not None:
             raise request.error
-        scores, ids, embeds = request.result
-        return scores, ids, embeds, backlog
+        return request.result
 
     def _serve_until_done(self, request: _Request) -> None:
         with self._batch_cond:
@@ -133,9 +178,9 @@ class RetrievalActor:
                 if request.done:
                     return
                 self._searching = True
-                key = (request.k, request.with_embeddings)
-                batch = [r for r in self._pending if (r.k, r.with_embeddings) == key]
-                self._pending = [r for r in self._pending if (r.k, r.with_embeddings) != key]
+                key = (request.k, request.with_embeddings, id(request.searcher))
+                batch = [r for r in self._pending if (r.k, r.with_embeddings, id(r.searcher)) == key]
+                self._pending = [r for r in self._pending if (r.k, r.with_embeddings, id(r.searcher)) != key]
             try:
                 self._search_batch(batch)
             finally:
@@ -152,11 +197,12 @@ class RetrievalActor:
             queries = batch[0].queries if len(batch) == 1 else np.concatenate([r.queries for r in batch])
             # OpenMP thread counts are per thread; calls run on the actor's pool threads.
             faiss.omp_set_num_threads(self.faiss_threads)
+            searcher = batch[0].searcher
             if batch[0].with_embeddings:
-                scores, ids, embeds = self.searcher.search(queries, batch[0].k)
+                scores, ids, embeds = searcher.search(queries, batch[0].k)
             else:
-                scores, local_ids = self.searcher.index.search(queries, batch[0].k)
-                ids, embeds = np.where(local_ids >= 0, local_ids + self.searcher.start, -1), None
+                scores, local_ids = searcher.index.search(queries, batch[0].k)
+                ids, embeds = np.where(local_ids >= 0, local_ids + searcher.start, -1), None
             offset = 0
             for r in batch:
                 rows = slice(offset, offset + len(r.queries))
@@ -186,14 +232,61 @@ class RetrievalActor:
                 "faiss_threads": self.faiss_threads,
                 "num_passages": self.searcher.end - self.searcher.start,
                 "kb_dir": self.kb_dir,
-                "kb_num_passages": self.searcher.meta.num_passages,
-                "kb_created_unix": self.searcher.meta.created_unix,
+                "kb_num_passages": self._base_meta.num_passages,
+                "kb_created_unix": self._base_meta.created_unix,
+                "index_version": self._active,
+                "loaded_versions": sorted(self._versions),
                 "batched_searches": self._searches,
                 "rss_bytes": _resident_bytes(),
             }
 
     def ready(self) -> bool:
         return True
+
+    def versions(self) -> dict:
+        """{"active": the default version, "loaded": every version held}."""
+        with self._lock:
+            return {"active": self._active, "loaded": sorted(self._versions)}
+
+    def prepare(self, version: int) -> float:
+        """Load index version `version` of this shard beside the others; returns the load seconds.
+
+        Runs on one of the actor's threads while the others keep serving; a corrupt file raises
+        KnowledgeBaseLayoutError naming it, and nothing changes.
+        """
+        from rag_job.knowledge.layout import KnowledgeBaseLayoutError
+        from rag_job.retrieval.searcher import open_shard
+
+        if is_uri(self.kb_dir):
+            raise KnowledgeBaseLayoutError(
+                f"{self.kb_dir} is on an object store: index versions need a local or shared directory"
+            )
+        with self._load_lock:
+            with self._lock:
+                if version in self._versions:
+                    return 0.0
+            searcher = open_shard(self._local_kb, self.shard, version)
+            with self._lock:
+                self._versions[version] = searcher
+            return searcher.load_seconds
+
+    def activate(self, version: int) -> int:
+        """Make `version` the default for calls that name none (loading it first when a restart
+        lost it); returns the version active before."""
+        self.prepare(version)
+        with self._lock:
+            previous, self._active = self._active, version
+        self.metrics.loaded(self.searcher.end - self.searcher.start, self.searcher.meta.created_unix)
+        return previous
+
+    def drop(self, version: int, timeout_s: float = 300.0) -> bool:
+        """Release `version` once the calls being served on it finish; later calls naming it get
+        VersionNotLoadedError. True when nothing of it is in use here any more."""
+        with self._lock:
+            if version == self._active:
+                raise ValueError(f"shard {self.shard}: version {version} is active; activate another first")
+            self._versions.pop(version, None)
+            return self._version_done.wait_for(lambda: self._version_calls.get(version, 0) == 0, timeout_s)
 
 
 def start_retrieval_actors(

@@ -7,6 +7,12 @@ every client's calls, so routing spans jobs that share the actors). A call to a 
 actor is retried on another replica, or on the same one once Ray has restarted it,
 so a killed actor costs latency, never a query.
 
+Every call is served from one index version on every shard (`rag_job.knowledge.versions`):
+the pool names the version it asks for, an actor that no longer (or not yet) holds it says so,
+and the whole call runs again on a version all shards hold. An answer never mixes versions,
+and `search_with_version` reports the one it came from. `rag_job.retrieval.swap` moves a pool
+to a new version.
+
 Answers travel as numpy arrays (queries inline or through the object store, never as
 Python lists). Document embeddings, the largest part of an answer, do not travel at
 all when this process can open the knowledge base the actors serve (a shared volume,
@@ -19,15 +25,18 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
 from rag_job.config import RETRIEVAL_NAMESPACE, actor_name
+from rag_job.retrieval.answers import ShardAnswer, VersionNotLoadedError
 from rag_job.retrieval.metrics import ClientMetrics
-from rag_job.retrieval.searcher import EmbeddingTable, merge_top_k
+from rag_job.retrieval.searcher import EmbeddingTable, VersionEmbeddings, merge_top_k
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +45,23 @@ ACTOR_FAILURES = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 class RetrievalUnavailableError(RuntimeError):
     """No replica of a shard answered within the retry budget."""
+
+
+class VersionedAnswer(NamedTuple):
+    """A merged top-k over every shard, all of it from index version `version`."""
+
+    scores: np.ndarray
+    ids: np.ndarray
+    embeddings: np.ndarray
+    version: int
+
+
+class _StaleVersion(Exception):
+    """The call cannot be answered from one version as sent: run it again on `version`."""
+
+    def __init__(self, version: int, wait: bool):
+        super().__init__(version)
+        self.version, self.wait = version, wait
 
 
 #: How long an actor's reported backlog counts in routing (other clients' calls come and go in
@@ -83,8 +109,17 @@ class RetrievalPool:
         self.call_latencies_ms: list[float] = []
         #: Shard calls that failed and were sent again (a replica died or restarted).
         self.retries = 0
+        #: The index version new calls ask for; None until an answer or `pin` tells.
+        self._version: int | None = None
+        self._pinned: Counter[int | None] = Counter()  # calls in flight per version asked for
+        self._unpinned = threading.Condition(self._lock)
+        #: Whole calls run again because a shard no longer (or not yet) held their version.
+        self.version_reruns = 0
         self._embeddings: EmbeddingTable | None = None
         self._embeddings_checked = False
+        self._served_kb_dir: str | None = None
+        #: Index versions > 0: their embeddings opened here (None: not readable, the actors send them).
+        self._version_embeddings: dict[int, VersionEmbeddings | None] = {}
         self._metrics = ClientMetrics(spec.name_prefix)
 
     def __deepcopy__(self, memo: dict) -> RetrievalPool:
@@ -99,6 +134,7 @@ class RetrievalPool:
         self._embeddings_checked = True
         try:
             served = ray.get(self._replicas[0][0].handle.stats.remote(), timeout=60)
+            self._served_kb_dir = served["kb_dir"]
             self._embeddings = open_local_embeddings(
                 served["kb_dir"], served["kb_num_passages"], served["kb_created_unix"]
             )
@@ -106,6 +142,22 @@ class RetrievalPool:
             logger.info("embeddings will come from the retrieval actors: %s", err)
             self._embeddings = None
         return self._embeddings
+
+    def _local_embeddings_of(self, version: int) -> EmbeddingTable | VersionEmbeddings | None:
+        """This process's view of index version `version`'s embeddings, when it can open them."""
+        if version == 0:
+            return self._local_embeddings()
+        with self._lock:
+            if version in self._version_embeddings:
+                return self._version_embeddings[version]
+        self._local_embeddings()  # learns the served directory
+        table = open_local_version_embeddings(self._served_kb_dir, version) if self._served_kb_dir else None
+        with self._lock:
+            # Only the newest two are kept: an older version's files are deleted after a swap.
+            for old in [v for v in self._version_embeddings if v < version - 1]:
+                del self._version_embeddings[old]
+            self._version_embeddings[version] = table
+        return table
 
     @classmethod
     def connect(cls, spec: PoolSpec, timeout_s: float = 60.0) -> RetrievalPool:
@@ -184,13 +236,34 @@ class RetrievalPool:
                 state.suspect_until = 0.0
                 state.latencies_ms.append(elapsed_ms)
 
+    def _release(self, shard: int, replica: int) -> None:
+        """A call that the actor refused for its version: neither a failure nor a latency sample."""
+        with self._lock:
+            self._replicas[shard][replica].in_flight -= 1
+
     def _search_shard_submit(
-        self, shard: int, queries, k: int, exclude: set[int], with_embeddings: bool = True
+        self, shard: int, queries, k: int, exclude: set[int], with_embeddings: bool, version: int | None
     ):
         replica = self._pick(shard, exclude)
         handle = self._replicas[shard][replica].handle
-        ref = handle.search.remote(queries, k) if with_embeddings else handle.search.remote(queries, k, False)
+        ref = handle.search.remote(queries, k, with_embeddings, version)
         return replica, time.perf_counter(), ref
+
+    @property
+    def version(self) -> int | None:
+        """The index version new calls ask for (None before the first answer)."""
+        with self._lock:
+            return self._version
+
+    def pin(self, version: int) -> None:
+        """Ask for `version` (or a newer one an actor reports) from the next call on."""
+        with self._lock:
+            self._version = version if self._version is None else max(self._version, version)
+
+    def wait_unpinned(self, version: int, timeout_s: float) -> bool:
+        """Wait until no call of this client is in flight on `version`; False on timeout."""
+        with self._lock:
+            return self._unpinned.wait_for(lambda: self._pinned[version] == 0, timeout_s)
 
     def take_retries(self) -> int:
         """Retried shard calls since the last call (the training loop drains them each step)."""
@@ -200,21 +273,68 @@ class RetrievalPool:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(scores [B, k], global ids [B, k], embeddings [B, k, D]) over all shards."""
+        scores, ids, embeds, _ = self.search_with_version(queries, k)
+        return scores, ids, embeds
+
+    def search_with_version(self, queries: np.ndarray, k: int) -> VersionedAnswer:
+        """`search`, and the index version every shard of the answer came from."""
         started = time.perf_counter()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         query_ref = ray.put(queries) if queries.nbytes > 100_000 else queries
-        embeddings = self._local_embeddings()
+        deadline = time.monotonic() + self.retry_seconds
+        version = self.version
+        while True:
+            asked = version
+            with self._lock:
+                self._pinned[asked] += 1
+            try:
+                answer, active = self._search_version(query_ref, k, asked, deadline)
+                break
+            except _StaleVersion as stale:
+                if time.monotonic() > deadline:
+                    raise RetrievalUnavailableError(
+                        f"no answer from one index version within {self.retry_seconds:.0f}s "
+                        f"(last asked for {asked}, shards hold {stale.version})"
+                    ) from None
+                with self._lock:
+                    self.version_reruns += 1
+                version = stale.version
+                if stale.wait:  # a restarted actor is loading the version: give it a moment
+                    time.sleep(0.05)
+            finally:
+                with self._lock:
+                    self._pinned[asked] -= 1
+                    self._unpinned.notify_all()
+        self.pin(max(answer.version, active))
+        self.call_latencies_ms.append((time.perf_counter() - started) * 1000)
+        self._metrics.call(self.call_latencies_ms[-1])
+        return answer
+
+    def _search_version(
+        self, query_ref, k: int, version: int | None, deadline: float
+    ) -> tuple[VersionedAnswer, int]:
+        """One fan-out asking every shard for `version` (None: each actor's active one).
+
+        Returns the merged answer and the newest active version an actor reported; raises
+        _StaleVersion when the shards' answers cannot form one version's answer.
+        """
+        # Asking for each actor's active version, expect version 0 (the passages' column); the
+        # answer is run again if another came back and its embeddings were not sent.
+        expected = 0 if version is None else version
+        embeddings = self._local_embeddings_of(expected)
         remote_embeds = embeddings is None
         pending = {
-            shard: (*self._search_shard_submit(shard, query_ref, k, set(), remote_embeds), set())
+            shard: (*self._search_shard_submit(shard, query_ref, k, set(), remote_embeds, version), set())
             for shard in range(self.spec.shards)
         }
         results: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        deadline = time.monotonic() + self.retry_seconds
+        served: set[int] = set()
+        active = 0
+        refused: _StaleVersion | None = None
         while pending:
             shard, (replica, sent, ref, tried) = next(iter(pending.items()))
             try:
-                scores, ids, embeds, backlog = ray.get(ref)
+                answer: ShardAnswer = ray.get(ref)
             except ACTOR_FAILURES as err:
                 self._finish(shard, replica, 0.0, None)
                 tried = tried | {replica}
@@ -232,21 +352,40 @@ class RetrievalPool:
                     "retrieval actor %s failed (%s); retrying", self._replicas[shard][replica].name, err
                 )
                 pending[shard] = (
-                    *self._search_shard_submit(shard, query_ref, k, tried, remote_embeds),
+                    *self._search_shard_submit(shard, query_ref, k, tried, remote_embeds, version),
                     tried,
                 )
                 continue
-            self._finish(shard, replica, (time.perf_counter() - sent) * 1000, backlog)
+            except RayTaskError as err:
+                self._release(shard, replica)
+                cause = err.cause if isinstance(err.cause, VersionNotLoadedError) else err
+                if not isinstance(cause, VersionNotLoadedError):
+                    raise
+                # Newer active version: move to it. Older: the asked one is still loading there.
+                newest = max(cause.version, cause.active)
+                if refused is None or newest > refused.version:
+                    refused = _StaleVersion(newest, wait=cause.active < cause.version)
+                del pending[shard]
+                continue
+            self._finish(shard, replica, (time.perf_counter() - sent) * 1000, answer.backlog)
+            embeds = answer.embeddings
             if embeds is None:  # merge scores and ids only; embeddings are read locally below
-                embeds = np.empty((*ids.shape, 0), dtype=np.float32)
-            results[shard] = (scores, ids, embeds)
+                embeds = np.empty((*answer.ids.shape, 0), dtype=np.float32)
+            results[shard] = (answer.scores, answer.ids, embeds)
+            served.add(answer.version)
+            active = max(active, answer.active)
             del pending[shard]
+        if refused is not None:
+            raise refused
+        if len(served) > 1:  # shards asked for their active version answered from different ones
+            raise _StaleVersion(max(served), wait=False)
+        (served_version,) = served
+        if served_version != expected and not remote_embeds:  # the local embeddings are another version's
+            raise _StaleVersion(served_version, wait=False)
         merged = merge_top_k([results[s] for s in range(self.spec.shards)], k)
         if not remote_embeds:
             merged = (merged[0], merged[1], embeddings.take(merged[1]))
-        self.call_latencies_ms.append((time.perf_counter() - started) * 1000)
-        self._metrics.call(self.call_latencies_ms[-1])
-        return merged
+        return VersionedAnswer(*merged, served_version), active
 
     def client_stats(self) -> list[dict]:
         """Per-actor counts and latency as seen by this client."""
@@ -312,3 +451,20 @@ def open_local_embeddings(
     if column is None or not str(column.type).startswith("fixed_size_list"):
         return None
     return EmbeddingTable(dataset, 0, meta.num_passages, meta.dim)
+
+
+def open_local_version_embeddings(kb_dir: str, version: int) -> VersionEmbeddings | None:
+    """Index version `version`'s embeddings memory-mapped here, or None when this process cannot
+    read them (an object store, another machine, a file that fails its manifest's check)."""
+    from pathlib import Path
+
+    from rag_job.retrieval.searcher import open_version_embeddings
+    from rag_job.storage import is_uri
+
+    if is_uri(kb_dir) or not Path(kb_dir).is_dir():
+        return None
+    try:
+        return open_version_embeddings(kb_dir, version)
+    except Exception as err:  # any failure: the actors send the embeddings
+        logger.warning("embeddings of index version %d come from the retrieval actors: %s", version, err)
+        return None

@@ -73,11 +73,12 @@ def test_concurrent_calls_to_one_actor_are_batched_and_each_gets_its_own_rows(be
         ray.kill(actor, no_restart=True)
 
     local = ShardSearcher(tmp_path / "kb", 0)
-    for batch, (scores, ids, embeds, _backlog) in zip(batches, answers, strict=True):
+    for batch, answer in zip(batches, answers, strict=True):
         want_scores, want_ids, want_embeds = local.search(batch, 5)
-        np.testing.assert_array_equal(ids, want_ids)
-        np.testing.assert_allclose(scores, want_scores, rtol=1e-5)
-        np.testing.assert_array_equal(embeds, want_embeds)
+        np.testing.assert_array_equal(answer.ids, want_ids)
+        np.testing.assert_allclose(answer.scores, want_scores, rtol=1e-5)
+        np.testing.assert_array_equal(answer.embeddings, want_embeds)
+        assert (answer.version, answer.active) == (0, 0)
     assert stats["calls"] == 32
     assert stats["batched_searches"] < 32, "concurrent calls should share FAISS searches"
     assert stats["rss_bytes"] > 0
