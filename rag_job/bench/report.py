@@ -295,6 +295,7 @@ def plot_sweep(rows: list[dict], fits: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     index_types = sorted({r["index_type"] for r in rows})
     widest = max(r["workers"] for r in rows)
@@ -315,6 +316,9 @@ def plot_sweep(rows: list[dict], fits: list[dict], path: Path) -> None:
             )  # fmt: skip
         axis.set_xscale("log")
         axis.set_yscale("log")
+        sizes = sorted({r["passages"] for r in mine})
+        axis.set_xticks(sizes, [f"{n:,}" for n in sizes])
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_title(f"{index_type}, W={widest}")
         axis.set_xlabel("passages N")
         axis.grid(alpha=0.3, which="both")
