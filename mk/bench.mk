@@ -1,7 +1,8 @@
-# Benchmarks: torch.distributed vs Ray vs in-process retrieval, training per retrieval mode, and job
-# start-up with and without a warm retrieval service.
+# Benchmarks: torch.distributed vs Ray vs in-process retrieval, training per retrieval mode, job
+# start-up with and without a warm retrieval service, and the retrieval sweep over index sizes.
 BENCH_OUT ?= out/bench
 BENCH_ARGS ?=
+SWEEP_GRID ?= small
 
 .PHONY: bench
 bench: install ## retrieval, training and start-up benchmarks sized for 2 cores (~7 min): out/bench/*.json, *.md, retrieval.png
@@ -13,3 +14,8 @@ bench: install ## retrieval, training and start-up benchmarks sized for 2 cores 
 .PHONY: bench-scale
 bench-scale: install ## the large retrieval benchmark (1M passages, W up to 8; needs ~16 cores and ~32 GiB)
 	$(PY) -m rag_job bench retrieval --scale --out $(BENCH_OUT)/scale $(BENCH_ARGS)
+
+.PHONY: bench-sweep
+bench-sweep: install ## retrieval over N x index type (small grid, a few minutes on 2 cores; SWEEP_GRID=full for a big machine): out/bench/sweep.*
+	$(PY) -m rag_job bench retrieval --sweep --grid $(SWEEP_GRID) --out $(BENCH_OUT) $(BENCH_ARGS)
+	@echo; cat $(BENCH_OUT)/sweep.md

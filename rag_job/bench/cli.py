@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,14 +66,20 @@ def _run_and_print(
 @app.command()
 def retrieval(
     out: Annotated[
-        Path, typer.Option(help="Output directory: retrieval.json, retrieval.md, retrieval.png.")
+        Path,
+        typer.Option(
+            help="Output directory: retrieval.json, .md, .png (--sweep: sweep.json, .md, .png; "
+            "built indexes are cached under OUT/cache)."
+        ),
     ] = Path("out/bench"),
     passages: Annotated[
         int | None, typer.Option(help="Synthetic passages N (default 20000; --scale 1M).")
     ] = None,
     dim: Annotated[int, typer.Option(help="Vector dimension D.")] = 768,
     index_type: Annotated[str | None, typer.Option(help="flat, hnsw or ivfpq (default flat).")] = None,
-    shards: Annotated[int, typer.Option(help="Index shards S (each Ray replica set serves all S).")] = 1,
+    shards: Annotated[
+        int | None, typer.Option(help="Index shards S (each Ray replica set serves all S; default 1).")
+    ] = None,
     knowledge_base: Annotated[
         Path | None,
         typer.Option(
@@ -94,33 +101,79 @@ def retrieval(
     ] = 0.0,
     faiss_threads: Annotated[int, typer.Option(help="OpenMP threads in every searching process.")] = 1,
     scale: Annotated[bool, typer.Option("--scale", help="The large run (1M passages, W up to 8).")] = False,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep",
+            help="Sweep N x index type x S (and W x R): latency, memory per actor, build time, and "
+            "latency's growth exponent in N per mode.",
+        ),
+    ] = False,
+    grid: Annotated[
+        str,
+        typer.Option(
+            help="--sweep grid: small (minutes on 2 cores) or full (20k to 1M, 4M IVF-PQ; big machine)."
+        ),
+    ] = "small",
 ) -> None:
     """Per-call latency of torch.distributed, Ray and in-process retrieval, side by side."""
     from rag_job.bench.retrieval import RetrievalBenchConfig, markdown, run_retrieval_bench
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    preset = SCALE_RETRIEVAL if scale else {}
     defaults = RetrievalBenchConfig()
-    config = RetrievalBenchConfig(
-        passages=passages or preset.get("passages", defaults.passages),
+    per_call = RetrievalBenchConfig(
         dim=dim,
-        index_type=index_type or preset.get("index_type", defaults.index_type),
-        shards=shards,
-        kb_dir=knowledge_base,
-        workers=_int_list("--workers", workers or preset.get("workers", "1,2,4")),
-        replicas=_int_list("--replicas", replicas or preset.get("replicas", "1,2,4")),
         batch=batch_size,
         k=k,
-        calls=calls or preset.get("calls", defaults.calls),
-        warmup=warmup if warmup is not None else preset.get("warmup", defaults.warmup),
+        calls=calls or defaults.calls,
+        warmup=warmup if warmup is not None else defaults.warmup,
         pause_ms=pause_ms,
         faiss_threads=faiss_threads,
         out_dir=out,
+    )
+    if sweep:
+        given = {
+            "--passages": passages, "--index-type": index_type, "--shards": shards,
+            "--knowledge-base": knowledge_base, "--scale": scale or None,
+        }  # fmt: skip
+        _sweep(out, grid, workers, replicas, per_call, [name for name, v in given.items() if v is not None])
+        return
+    preset = SCALE_RETRIEVAL if scale else {}
+    config = replace(
+        per_call,
+        passages=passages or preset.get("passages", defaults.passages),
+        index_type=index_type or preset.get("index_type", defaults.index_type),
+        shards=shards or 1,
+        kb_dir=knowledge_base,
+        workers=_int_list("--workers", workers or preset.get("workers", "1,2,4")),
+        replicas=_int_list("--replicas", replicas or preset.get("replicas", "1,2,4")),
+        calls=calls or preset.get("calls", defaults.calls),
+        warmup=warmup if warmup is not None else preset.get("warmup", defaults.warmup),
         extra_settings={"preset": "--scale" if scale else "default (sized for 2 cores)"},
     )
     _run_and_print(
         config, run_retrieval_bench, markdown, out, "retrieval.json", "retrieval.md", "retrieval.png"
     )
+
+
+def _sweep(
+    out: Path, grid: str, workers: str | None, replicas: str | None, per_call: Any, refused: list[str]
+) -> None:
+    """`retrieval --sweep`: the grid decides N, index type and S; --workers / --replicas replace its W / R."""
+    from rag_job.bench.report import sweep_markdown
+    from rag_job.bench.sweep import GRIDS, SweepConfig, run_sweep
+
+    if refused:
+        _fail(f"--sweep takes N, index type and shards from --grid; drop {', '.join(refused)}", code=2)
+    if grid not in GRIDS:
+        _fail(f"--grid must be one of {', '.join(GRIDS)}; got {grid!r}", code=2)
+    chosen = replace(
+        GRIDS[grid],
+        **({"workers": _int_list("--workers", workers)} if workers else {}),
+        **({"replicas": _int_list("--replicas", replicas)} if replicas else {}),
+    )
+    config = SweepConfig(grid=chosen, grid_name=grid, cell=per_call, out_dir=out)
+    _run_and_print(config, run_sweep, sweep_markdown, out, "sweep.json", "sweep.md", "sweep.png")
 
 
 @app.command()

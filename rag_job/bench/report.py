@@ -178,3 +178,153 @@ def plot_latency(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def growth_exponent(passages: Sequence[float], latencies_ms: Sequence[float]) -> float | None:
+    """b in latency ~ N^b: the least-squares slope of log(latency) on log(N).
+
+    About 1 for a search that scans every vector (flat), well under 1 for HNSW and IVF;
+    near 0 when a fixed cost (the call, the transfer) dominates. None with fewer than two
+    distinct N: there is no slope to fit.
+    """
+    if len(passages) != len(latencies_ms):
+        raise ValueError(f"{len(passages)} sizes but {len(latencies_ms)} latencies")
+    if len(set(passages)) < 2:
+        return None
+    if min(passages) <= 0 or min(latencies_ms) <= 0:
+        raise ValueError("sizes and latencies must be positive to fit on log-log axes")
+    slope, _ = np.polyfit(np.log(np.asarray(passages, float)), np.log(np.asarray(latencies_ms, float)), 1)
+    return float(slope)
+
+
+def _series_key(row: dict) -> tuple:
+    """A sweep series: one mode on one index type at fixed W and S, over N."""
+    return (row["index_type"], row["label"], row["workers"], row["shards"])
+
+
+def fit_growth(rows: list[dict]) -> list[dict]:
+    """Per series (index type, mode, W, S): the growth exponent of p50 and p95 latency in N."""
+    series: dict[tuple, list[dict]] = {}
+    for row in rows:
+        series.setdefault(_series_key(row), []).append(row)
+    fits = []
+    for (index_type, label, workers, shards), members in series.items():
+        members = sorted(members, key=lambda r: r["passages"])
+        sizes = [r["passages"] for r in members]
+        fits.append(
+            {
+                "index_type": index_type,
+                "label": label,
+                "mode": members[0]["mode"],
+                "replicas": members[0]["replicas"],
+                "workers": workers,
+                "shards": shards,
+                "passages": sizes,
+                "exponent_p50": growth_exponent(sizes, [r["latency_ms_p50"] for r in members]),
+                "exponent_p95": growth_exponent(sizes, [r["latency_ms_p95"] for r in members]),
+            }
+        )
+    return fits
+
+
+def _exponent(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "n/a"
+
+
+def sweep_markdown(result: dict) -> str:
+    """The sweep's tables: growth exponents, knowledge bases (build, load, memory), every cell."""
+    fits = sorted(result["fits"], key=lambda f: (f["index_type"], f["workers"], f["shards"], f["label"]))
+    lines = [
+        "## Retrieval sweep: latency and memory against the knowledge base's size",
+        "",
+        "### Growth of latency in N (least squares on log-log: latency ~ N^b)",
+        "",
+        "| index | mode | W | S | N | b (p50) | b (p95) |",
+        "|---|---|---:|---:|---|---:|---:|",
+    ]
+    for fit in fits:
+        sizes = ", ".join(f"{n:,}" for n in fit["passages"])
+        lines.append(
+            f"| {fit['index_type']} | {fit['label']} | {fit['workers']} | {fit['shards']} | {sizes} "
+            f"| {_exponent(fit['exponent_p50'])} | {_exponent(fit['exponent_p95'])} |"
+        )
+    lines += [
+        "",
+        "### Knowledge bases",
+        "",
+        "| N | index | S | index MiB | build s | actor load s (max) | RSS per actor MiB (max) |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for kb in result["knowledge_bases"]:
+        build = "n/a" if kb["build_s"] is None else f"{kb['build_s']:.1f}"
+        lines.append(
+            f"| {kb['passages']:,} | {kb['index_type']} | {kb['shards']} | {kb['index_mb']:.1f} "
+            f"| {build}{' (cached)' if kb['build_cached'] else ''} | {_optional(kb['actor_load_s_max'], 2)} "
+            f"| {_optional(kb['actor_rss_mb_max'], 0)} |"
+        )
+    lines += [
+        "",
+        "### Every cell",
+        "",
+        "| N | index | S | W | mode | calls | p50 ms | p95 ms | calls/s | RSS per actor MiB | trainer RSS max MiB |",
+        "|---:|---|---:|---:|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for row in sorted(result["results"], key=_series_key_sized):
+        per_actor = ", ".join(f"{v:.0f}" for v in row["actor_rss_mb"]) or "-"
+        lines.append(
+            f"| {row['passages']:,} | {row['index_type']} | {row['shards']} | {row['workers']} | {row['label']} "
+            f"| {row['calls']} | {row['latency_ms_p50']:.2f} | {row['latency_ms_p95']:.2f} "
+            f"| {row['calls_per_s']:.1f} | {per_actor} | {row['trainer_rss_mb_max']:.0f} |"
+        )
+    lines += ["", "### Settings", "", settings_lines(result["settings"])]
+    return "\n".join(lines)
+
+
+def _series_key_sized(row: dict) -> tuple:
+    return (row["index_type"], row["shards"], row["workers"], row["label"], row["passages"])
+
+
+def _optional(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def plot_sweep(rows: list[dict], fits: list[dict], path: Path) -> None:
+    """Log-log p50 latency against N, one panel per index type, one line per mode at the largest W
+    (bars to p95); the legend carries each line's fitted exponent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    index_types = sorted({r["index_type"] for r in rows})
+    widest = max(r["workers"] for r in rows)
+    exponents = {(f["index_type"], f["label"], f["workers"], f["shards"]): f["exponent_p50"] for f in fits}
+    figure, axes = plt.subplots(
+        1, len(index_types), figsize=(4.2 * len(index_types), 3.8), squeeze=False, sharey=True
+    )
+    for axis, index_type in zip(axes[0], index_types, strict=True):
+        mine = [r for r in rows if r["index_type"] == index_type and r["workers"] == widest]
+        for key in sorted({_series_key(r) for r in mine}, key=lambda k: (k[3], k[1])):
+            line = sorted((r for r in mine if _series_key(r) == key), key=lambda r: r["passages"])
+            p50 = np.array([r["latency_ms_p50"] for r in line])
+            p95 = np.array([r["latency_ms_p95"] for r in line])
+            shards = f" S={key[3]}" if len({r["shards"] for r in rows}) > 1 else ""
+            axis.errorbar(
+                [r["passages"] for r in line], p50, yerr=[np.zeros_like(p50), p95 - p50], marker="o",
+                capsize=3, label=f"{key[1]}{shards}: b={_exponent(exponents.get(key))}",
+            )  # fmt: skip
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        sizes = sorted({r["passages"] for r in mine})
+        axis.set_xticks(sizes, [f"{n:,}" for n in sizes])
+        axis.xaxis.set_minor_formatter(NullFormatter())
+        axis.set_title(f"{index_type}, W={widest}")
+        axis.set_xlabel("passages N")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=7)
+    axes[0][0].set_ylabel("ms per retrieval call (p50, bar to p95)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

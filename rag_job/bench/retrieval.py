@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import platform
+import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -27,6 +28,9 @@ from rag_job.knowledge.index import INDEX_TYPES
 from rag_job.knowledge.layout import KnowledgeBaseLayoutError, KnowledgeBaseMeta, load_meta
 
 logger = logging.getLogger(__name__)
+
+#: The retrieval paths, in the order every table shows them.
+RETRIEVAL_MODES = ("torch", "ray", "local")
 
 
 @dataclass(frozen=True)
@@ -72,29 +76,53 @@ class RetrievalBenchConfig:
             raise ValueError(f"--k ({self.k}) exceeds the passages per shard; lower --k or --shards")
 
 
+@dataclass(frozen=True)
+class BuiltKnowledgeBase:
+    kb_dir: Path
+    meta: KnowledgeBaseMeta
+    #: Seconds the build took (vectors, passages dataset, index, digests), when it was built.
+    build_s: float | None
+    #: Whether an earlier run's build was reused.
+    cached: bool
+
+
+def cached_knowledge_base(
+    cache_dir: Path, passages: int, dim: int, index_type: str, shards: int, seed: int = 0
+) -> BuiltKnowledgeBase:
+    """A synthetic knowledge base keyed by its parameters under `cache_dir`: built once, then reused.
+
+    The build time is kept beside it (`<dir>.build.json`), so a reused index still reports what
+    building it cost.
+    """
+    kb_dir = (cache_dir / f"kb-{passages}x{dim}-{index_type}-{shards}shards-seed{seed}").resolve()
+    record = kb_dir.with_name(kb_dir.name + ".build.json")
+    try:
+        meta = load_meta(kb_dir)
+        if (meta.num_passages, meta.dim, meta.index_type, len(meta.shards)) == (
+            passages, dim, index_type, shards,
+        ):  # fmt: skip
+            build_s = json.loads(record.read_text())["build_s"] if record.is_file() else None
+            return BuiltKnowledgeBase(kb_dir, meta, build_s, cached=True)
+    except KnowledgeBaseLayoutError:
+        pass
+    if kb_dir.exists():
+        shutil.rmtree(kb_dir)  # an unfinished or different build under this name
+    started = time.perf_counter()
+    meta = write_synthetic_knowledge_base(kb_dir, passages, dim, index_type, shards, seed)
+    build_s = time.perf_counter() - started
+    record.write_text(json.dumps({"build_s": build_s, "cores": len(os.sched_getaffinity(0))}) + "\n")
+    logger.info("wrote synthetic knowledge base %s in %.1fs", kb_dir, build_s)
+    return BuiltKnowledgeBase(kb_dir, meta, build_s, cached=False)
+
+
 def prepare_knowledge_base(config: RetrievalBenchConfig) -> tuple[Path, KnowledgeBaseMeta]:
     """The index to benchmark: the given knowledge base, or a synthetic one (reused when already built)."""
     if config.kb_dir is not None:
         return Path(config.kb_dir).resolve(), load_meta(config.kb_dir)
-    kb_dir = (
-        config.out_dir / f"kb-{config.passages}x{config.dim}-{config.index_type}-{config.shards}shards"
-    ).resolve()
-    try:
-        meta = load_meta(kb_dir)
-        if (
-            meta.num_passages == config.passages
-            and meta.dim == config.dim
-            and meta.index_type == config.index_type
-        ):
-            return kb_dir, meta
-    except KnowledgeBaseLayoutError:
-        pass
-    started = time.perf_counter()
-    meta = write_synthetic_knowledge_base(
-        kb_dir, config.passages, config.dim, config.index_type, config.shards, config.seed
+    built = cached_knowledge_base(
+        config.out_dir / "cache", config.passages, config.dim, config.index_type, config.shards, config.seed
     )
-    logger.info("wrote synthetic knowledge base %s in %.1fs", kb_dir, time.perf_counter() - started)
-    return kb_dir, meta
+    return built.kb_dir, built.meta
 
 
 def machine_settings(config: RetrievalBenchConfig, meta: KnowledgeBaseMeta) -> dict:
@@ -190,68 +218,16 @@ def _run_cell(mode: str, workers: int, kb_dir: Path, spec, queries: np.ndarray, 
 
 def run_retrieval_bench(config: RetrievalBenchConfig) -> dict:
     """Run every (mode, W) cell and write retrieval.json, retrieval.md and retrieval.png under out_dir."""
-    import ray
-
-    from rag_job.local.cluster import connect, start_local_cluster
-    from rag_job.retrieval.actor import start_retrieval_actors
-    from rag_job.retrieval.pool import PoolSpec, RetrievalPool
+    from rag_job.local.cluster import cluster_unless_connected
 
     config.validate()
     config.out_dir.mkdir(parents=True, exist_ok=True)
     kb_dir, meta = prepare_knowledge_base(config)
     if config.k > min(s.end - s.start for s in meta.shards):
         raise ValueError(f"--k ({config.k}) exceeds the passages in the smallest shard of {kb_dir}")
-    shards = len(meta.shards)
     settings = machine_settings(config, meta)
-
-    cluster = None
-    if not ray.is_initialized():
-        cluster = start_local_cluster(bench_layout(config, shards))
-        connect(cluster)
-    prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    handles: list = []
-    rows = []
-    try:
-        handles = start_retrieval_actors(
-            str(kb_dir),
-            shards,
-            max(config.replicas),
-            prefix,
-            actor_cpus=config.faiss_threads,
-            faiss_threads=config.faiss_threads,
-        )
-        RetrievalPool(PoolSpec(prefix, shards, max(config.replicas)), handles).wait_ready()
-        all_queries = query_batches(
-            max(config.workers) * (config.calls + config.warmup), config.batch, meta.dim, config.seed + 1
-        ).reshape(max(config.workers), config.calls + config.warmup, config.batch, meta.dim)
-        cells = [("torch", None)] + [("ray", r) for r in sorted(config.replicas)] + [("local", None)]
-        for workers in sorted(config.workers):
-            for mode, replicas in cells:
-                spec = PoolSpec(prefix, shards, replicas) if replicas else None
-                results, wall = _run_cell(mode, workers, kb_dir, spec, all_queries, config)
-                actor_rss = _actor_rss(handles, replicas) if replicas else []
-                row = report.summarize_run(
-                    mode,
-                    workers,
-                    replicas,
-                    [lat for r in results for lat in r["latencies_ms"]],
-                    wall,
-                    [r["rss_mb"] for r in results],
-                    actor_rss,
-                )
-                rows.append(row)
-                logger.info(
-                    "W=%d %-26s p50 %.1f ms p95 %.1f ms %.1f calls/s",
-                    workers, row["label"], row["latency_ms_p50"], row["latency_ms_p95"], row["calls_per_s"],
-                )  # fmt: skip
-        actor_stats = [ray.get(h.stats.remote()) for row_ in handles for h in row_]
-    finally:
-        for row_ in handles:
-            for handle in row_:
-                ray.kill(handle, no_restart=True)
-        if cluster is not None:
-            ray.shutdown()
-            cluster.shutdown()
+    with cluster_unless_connected(bench_layout(config, len(meta.shards))):
+        rows, actor_stats = measure_knowledge_base(config, kb_dir, meta, RETRIEVAL_MODES)
     settings["load_average_at_end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     rows = report.add_ratios(rows)
     result = {
@@ -271,6 +247,71 @@ def run_retrieval_bench(config: RetrievalBenchConfig) -> dict:
     }
     write_outputs(result, config.out_dir)
     return result
+
+
+def measure_knowledge_base(
+    config: RetrievalBenchConfig, kb_dir: Path, meta: KnowledgeBaseMeta, modes: tuple[str, ...]
+) -> tuple[list[dict], list[dict]]:
+    """Every (W, mode) cell on one knowledge base: (rows, the actors' final stats).
+
+    Starts max(R) replicas of every shard on the connected cluster (each Ray row uses the first
+    R of them) and kills them afterwards; each row's `actor_rss_mb` is read from those R x S
+    actors right after its cell.
+    """
+    import ray
+
+    from rag_job.retrieval.actor import start_retrieval_actors
+    from rag_job.retrieval.pool import PoolSpec, RetrievalPool
+
+    shards = len(meta.shards)
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    replicas = max(config.replicas) if "ray" in modes else 0
+    handles: list = []
+    rows = []
+    try:
+        if replicas:
+            handles = start_retrieval_actors(
+                str(kb_dir),
+                shards,
+                replicas,
+                prefix,
+                actor_cpus=config.faiss_threads,
+                faiss_threads=config.faiss_threads,
+            )
+            RetrievalPool(PoolSpec(prefix, shards, replicas), handles).wait_ready()
+        all_queries = query_batches(
+            max(config.workers) * (config.calls + config.warmup), config.batch, meta.dim, config.seed + 1
+        ).reshape(max(config.workers), config.calls + config.warmup, config.batch, meta.dim)
+        cells = [
+            (mode, r)
+            for mode in RETRIEVAL_MODES
+            if mode in modes
+            for r in (sorted(config.replicas) if mode == "ray" else [None])
+        ]
+        for workers in sorted(config.workers):
+            for mode, r in cells:
+                spec = PoolSpec(prefix, shards, r) if r else None
+                results, wall = _run_cell(mode, workers, kb_dir, spec, all_queries, config)
+                row = report.summarize_run(
+                    mode,
+                    workers,
+                    r,
+                    [lat for res in results for lat in res["latencies_ms"]],
+                    wall,
+                    [res["rss_mb"] for res in results],
+                    _actor_rss(handles, r) if r else [],
+                )
+                rows.append(row)
+                logger.info(
+                    "W=%d %-26s p50 %.1f ms p95 %.1f ms %.1f calls/s",
+                    workers, row["label"], row["latency_ms_p50"], row["latency_ms_p95"], row["calls_per_s"],
+                )  # fmt: skip
+        actor_stats = [ray.get(h.stats.remote()) for row_ in handles for h in row_]
+    finally:
+        for row_ in handles:
+            for handle in row_:
+                ray.kill(handle, no_restart=True)
+    return rows, actor_stats
 
 
 def _actor_rss(handles: list, replicas: int) -> list[float]:

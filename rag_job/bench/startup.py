@@ -151,11 +151,12 @@ def startup_row(kind: str, summary, loads: int) -> dict:
     from rag_job.train.driver import time_to_first_step
 
     first_step = time_to_first_step(summary)
-    if first_step is None:
+    if first_step is None or summary.startup_phases is None:
         raise ValueError(f"the {kind} run reported no timed first step")
     return {
         "kind": kind,
         "time_to_first_step_s": first_step,
+        "phases": summary.startup_phases,
         "retrieval_ready_s": summary.retrieval_startup_s,
         "index_loads": loads,
         "actor_load_s": [a["load_seconds"] for a in summary.actors],
@@ -169,6 +170,10 @@ def combine_runs(rows: list[dict]) -> dict:
     return {
         "kind": rows[0]["kind"],
         "time_to_first_step_s": float(np.median([r["time_to_first_step_s"] for r in rows])),
+        "phases": {
+            phase["phase"]: float(np.median([r["phases"][n]["seconds"] for r in rows]))
+            for n, phase in enumerate(rows[0]["phases"])
+        },
         "retrieval_ready_s": float(np.median([r["retrieval_ready_s"] for r in rows])),
         "index_loads": max(r["index_loads"] for r in rows),
         "actor_load_s_max": max(max(r["actor_load_s"], default=0.0) for r in rows),
@@ -257,7 +262,9 @@ def run_startup_bench(config: StartupBenchConfig) -> dict:
     meta = load_meta(kb_dir)
     load_start = os.getloadavg()
     warm_runs, cold_runs, service_loads = [], [], []
+    cluster_started = time.perf_counter()
     with bench_cluster(config.workers, config.replicas, config.actor_cpus):
+        cluster_start_s = time.perf_counter() - cluster_started
         if config.prime:
             prime_ray_train(config.workers, config.out_dir / "startup-runs" / "prime")
         for _ in range(config.repeats):
@@ -291,6 +298,7 @@ def run_startup_bench(config: StartupBenchConfig) -> dict:
         },
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "index_mb": index_mb,
+        "cluster_start_s": cluster_start_s,
         "service_load_s": float(np.median(service_loads)),
         "cold_actor_read_mib_per_s": index_mb / cold["actor_load_s_max"]
         if cold["actor_load_s_max"]
@@ -326,6 +334,33 @@ def startup_markdown(result: dict) -> str:
         f"at most; the service loaded it once beforehand in {result['service_load_s']:.1f} s, and each "
         f"job of a sweep on it starts {result['saved_s']:.1f} s sooner.",
         "",
+        phases_table(result),
+        "",
         *(f"- {k}: {v}" for k, v in result["settings"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def phases_table(result: dict) -> str:
+    """Where the start-up goes: each phase's seconds and share of the start-up, cold and warm."""
+    cold, warm = result["cold"], result["warm"]
+    lines = [
+        "### Start-up by phase (run_training to the end of the first optimizer step; medians)",
+        "",
+        "| phase | cold s | cold share | warm s | warm share |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for phase, cold_s in cold["phases"].items():
+        warm_s = warm["phases"][phase]
+        lines.append(
+            f"| {phase} | {cold_s:.2f} | {cold_s / cold['time_to_first_step_s']:.0%} "
+            f"| {warm_s:.2f} | {warm_s / warm['time_to_first_step_s']:.0%} |"
+        )
+    lines += [
+        f"| **submit to first step** | **{cold['time_to_first_step_s']:.2f}** | 100% "
+        f"| **{warm['time_to_first_step_s']:.2f}** | 100% |",
+        "",
+        f"Before `run_training` (not in the figures above): the local Ray cluster's start and "
+        f"`ray.init` took {result['cluster_start_s']:.1f} s (0 when the bench drove a running cluster).",
     ]
     return "\n".join(lines)

@@ -15,7 +15,6 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -167,19 +166,13 @@ def kill_job_actors(job: JobConfig) -> None:
             )
 
 
-@contextlib.contextmanager
-def bench_cluster(workers: int, replicas: int, actor_cpus: float) -> Iterator[None]:
+def bench_cluster(workers: int, replicas: int, actor_cpus: float) -> contextlib.AbstractContextManager[None]:
     """The Ray cluster this process drives, or a local one sized for the run (shut down afterwards)."""
-    import ray
+    from rag_job.local.cluster import LocalLayout, cluster_unless_connected
 
-    from rag_job.local.cluster import LocalLayout, connect, start_local_cluster
-
-    if ray.is_initialized():
-        yield
-        return
     per_trainer = math.ceil(workers / 2)
     per_retrieval = math.ceil(replicas / 2)
-    cluster = start_local_cluster(
+    return cluster_unless_connected(
         LocalLayout(
             trainer_nodes=2,
             trainer_cpus=per_trainer,
@@ -189,12 +182,6 @@ def bench_cluster(workers: int, replicas: int, actor_cpus: float) -> Iterator[No
             actors_per_retrieval_node=per_retrieval,
         )
     )
-    connect(cluster)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 def run_train_bench(config: TrainBenchConfig) -> dict:

@@ -90,3 +90,21 @@ def ray_session(local: bool, layout: LocalLayout | None = None) -> Iterator[None
         ray.shutdown()
         if cluster is not None:
             cluster.shutdown()
+
+
+@contextlib.contextmanager
+def cluster_unless_connected(layout: LocalLayout) -> Iterator[None]:
+    """The Ray cluster this process already drives (a test suite's, say), or a local one shaped
+    like `layout`, shut down afterwards: the benchmarks run either way."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    cluster = start_local_cluster(layout)
+    connect(cluster)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -19,6 +19,7 @@ from pathlib import Path
 from rag_job.config import TRAINER_RESOURCE, JobConfig
 from rag_job.knowledge.layout import load_meta
 from rag_job.storage import is_uri, publish, ray_storage, staging_dir
+from rag_job.train.timeline import START_MARK, mark, phases_line, startup_phases
 from rag_job.train.tracking import log_run
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class RunSummary:
     retrieval_startup_s: float = 0.0
     #: Wall clock when `run_training` began: the submit time start-up is measured from.
     started_unix: float = 0.0
+    #: Start-up split into phases (rag_job/train/timeline.py); None when a mark is missing.
+    startup_phases: list[dict] | None = None
     #: The object-store URI `output_dir` was uploaded to (None: output_dir is local).
     published_to: str | None = None
     #: Whether output_dir/export was written (`write_export`), and why not.
@@ -78,7 +81,8 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
 
     `fail_at_step` kills rank 0 once at that step (tests and failure drills).
     """
-    started_unix = time.time()
+    marks: dict[str, float] = {}  # start-up marks (rag_job/train/timeline.py)
+    mark(marks, START_MARK)
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -94,10 +98,10 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     (output_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
 
     spec, pool = (None, None)
-    retrieval_started = time.perf_counter()
+    mark(marks, "retrieval_started")
     if config.retrieval.mode == "ray":
         spec, pool = start_retrieval(config)
-    retrieval_startup_s = time.perf_counter() - retrieval_started
+    mark(marks, "retrieval_ready")
 
     scaling = config.scaling
     storage_path, storage_filesystem = ray_storage(config.checkpoint.storage_path)
@@ -144,16 +148,22 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     _point_config_at_knowledge_base(config, model_dir)
     export = write_export(config, model_dir, output_dir / EXPORT_DIR)
 
+    history = state.get("history", [])
+    if history and "time_unix" in history[0]:
+        marks["first_step_done"] = history[0]["time_unix"]
     summary = RunSummary(
         output_dir=output_dir,
         metrics=dict(result.metrics or {}),
-        history=state.get("history", []),
+        history=history,
         actors=pool.actor_stats() if pool else [],
         trainer_nodes=state.get("trainer_nodes", []),
-        retrieval_startup_s=retrieval_startup_s,
-        started_unix=started_unix,
+        retrieval_startup_s=marks["retrieval_ready"] - marks["retrieval_started"],
+        started_unix=marks[START_MARK],
+        startup_phases=startup_phases({**state.get("startup", {}), **marks}),
     )
     summary.export = export
+    if summary.startup_phases:
+        logger.info("start-up %.1f s: %s", time_to_first_step(summary), phases_line(summary.startup_phases))
     write_metrics(summary, state)
     log_run(config, output_dir, summary.history, state.get("eval", {}))  # training.report_to
     if publish_to:
@@ -232,6 +242,7 @@ def write_metrics(summary: RunSummary, state: dict) -> None:
         "samples_per_s_mean": _mean([h["samples_per_s"] for h in history[1:] or history]),
         "retrieval_startup_s": summary.retrieval_startup_s,
         "time_to_first_step_s": time_to_first_step(summary),
+        "startup_phases": summary.startup_phases,
         "trainer_nodes": summary.trainer_nodes,
         "retrieval_actors": summary.actors,
         "export": summary.export,

@@ -17,6 +17,7 @@ import numpy as np
 
 from rag_job.config import JobConfig
 from rag_job.train.data import QAExample, read_examples
+from rag_job.train.timeline import mark
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +150,8 @@ def _quiet_ray_train_reports() -> None:
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
+    startup: dict[str, float] = {}  # rank 0's start-up marks (rag_job/train/timeline.py)
+    mark(startup, "loop_started")
     import ray
     import ray.train
     import ray.train.torch
@@ -162,6 +165,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from rag_job.train.inputs import with_local_inputs
     from rag_job.train.model_io import build_retriever, load_model, rag_config_for
 
+    mark(startup, "imports_done")
     _quiet_ray_train_reports()
     # Remote inputs are copied to this node once (index shards only where this worker searches).
     submitted = JobConfig.model_validate_json(loop_config["job"])
@@ -182,7 +186,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if not config.training.train_question_encoder:
         for parameter in model.rag.question_encoder.parameters():
             parameter.requires_grad_(False)
+    mark(startup, "model_loaded")
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": False})
+    mark(startup, "ddp_ready")
     unwrapped = getattr(model, "module", model)
 
     train_examples = read_examples(config.data.train_path, "train")
@@ -208,7 +214,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     state = {
         "step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "resumed_from_step": None, "eval": {},
-        "restarts": 0,
+        "restarts": 0, "startup": startup,
     }  # fmt: skip
     if resume_dir:
         saved = torch.load(resume_dir / CHECKPOINT_STATE_FILE, map_location="cpu", weights_only=False)
@@ -217,6 +223,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         state.update(saved)
         state["resumed_from_step"] = state["step"]
         state["restarts"] = saved.get("restarts", 0) + 1  # resumes of this run, kept in checkpoints
+        state["startup"] = saved.get("startup", {})  # the run's start-up, not this resume's
         logger.info("rank %d resumed from checkpoint at step %d", rank, state["step"])
 
     def run_eval(prefix: str) -> dict[str, float]:
@@ -237,6 +244,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     else:
         trainer_nodes = [node_id]
     state["trainer_nodes"] = trainer_nodes
+    mark(startup, "setup_done")
 
     if config.evaluation.at_start and state["step"] == 0 and "before" not in state["eval"]:
         state["eval"]["before"] = run_eval("eval")
@@ -257,6 +265,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             train_examples, config.training.batch_size, rank, world, state["epoch"], config.training.seed
         )
         while state["batch_in_epoch"] + accumulation <= len(batches) and not done:
+            mark(startup, "first_step_started")
             step_started = time.perf_counter()
             losses, samples = [], 0
             for micro in range(accumulation):

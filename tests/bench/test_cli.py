@@ -20,13 +20,17 @@ from rag_job.bench.cli import app
         (["startup", "--replicas", "0"], "--replicas"),
         (["startup", "--dim", "7"], "--dim"),
         (["startup", "--repeats", "0"], "--repeats"),
+        (["retrieval", "--sweep", "--passages", "1000"], "--passages"),
+        (["retrieval", "--sweep", "--knowledge-base", "kb"], "--knowledge-base"),
+        (["retrieval", "--sweep", "--grid", "huge"], "--grid"),
+        (["retrieval", "--sweep", "--workers", "0"], "--workers"),
     ],
 )
 def test_bad_bench_option_is_rejected_naming_it(args, named, tmp_path):
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert named in result.output
-    assert not (tmp_path / "retrieval.json").exists()
+    assert not (tmp_path / "retrieval.json").exists() and not (tmp_path / "sweep.json").exists()
 
 
 def test_a_missing_knowledge_base_is_a_failed_run_exit_1_naming_the_path(tmp_path):

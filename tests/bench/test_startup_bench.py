@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 
 import pytest
+
+from rag_job.train.timeline import PHASES
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -37,7 +40,24 @@ def test_tiny_startup_bench_reports_cold_and_warm_and_the_warm_job_loads_no_inde
     table = (tmp_path / "startup.md").read_text()
     assert "| submit to first training step |" in table and "warm / cold" in table
 
+    # Start-up by phase: every phase, in order, each starting where the one before ended, and
+    # together no longer than the measured start-up (they tile it).
+    for row in (cold, warm):
+        phases = row["runs"][0]["phases"]
+        assert [p["phase"] for p in phases] == [name for _, name in PHASES]
+        assert all(p["seconds"] >= 0 for p in phases)
+        for before, after in pairwise(phases):
+            assert after["start_s"] == pytest.approx(before["start_s"] + before["seconds"])
+        total = sum(p["seconds"] for p in phases)
+        assert total <= row["time_to_first_step_s"] + 1e-6
+        assert total == pytest.approx(row["time_to_first_step_s"])
+        assert list(row["phases"]) == [name for _, name in PHASES]
+    index_phase = "retrieval actors ready (index load)"
+    assert cold["phases"][index_phase] == pytest.approx(cold["retrieval_ready_s"])
+    assert "### Start-up by phase" in table and f"| {index_phase} |" in table
+
     # The per-step wall clock the figure comes from is in the job's own metrics.json.
     metrics = json.loads((tmp_path / "startup-runs" / "warm" / "out" / "metrics.json").read_text())
     assert metrics["time_to_first_step_s"] == pytest.approx(warm["time_to_first_step_s"])
     assert metrics["history"][0]["time_unix"] > 0
+    assert metrics["startup_phases"] == warm["runs"][0]["phases"]
