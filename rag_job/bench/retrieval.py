@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag_job.bench import report
+from rag_job.bench import profile, report
 from rag_job.bench.synthetic import query_batches, write_synthetic_knowledge_base
 from rag_job.config import TRAINER_RESOURCE
 from rag_job.knowledge.index import INDEX_TYPES
@@ -301,6 +301,16 @@ def measure_knowledge_base(
                     [res["rss_mb"] for res in results],
                     _actor_rss(handles, r) if r else [],
                 )
+                traces = [trace for res in results for trace in res["traces"]]
+                if traces:
+                    row["profile"] = profile.breakdown(traces)
+                    logger.info(
+                        "W=%d %-26s mean %.1f ms: batching wait %.1f, FAISS search %.1f, the rest %.1f "
+                        "(%.2f calls per search)",
+                        workers, row["label"], row["profile"]["call_ms_mean"],
+                        row["profile"]["phases_ms"]["batching wait"], row["profile"]["phases_ms"]["FAISS search"],
+                        profile.overhead_ms(row["profile"]), row["profile"]["calls_per_search"],
+                    )  # fmt: skip
                 rows.append(row)
                 logger.info(
                     "W=%d %-26s p50 %.1f ms p95 %.1f ms %.1f calls/s",
@@ -331,6 +341,8 @@ def markdown(result: dict) -> str:
             report.published_comparison_table(rows),
             "### Every cell",
             report.detail_table(rows),
+            "### Where a Ray call's time goes (mean ms per phase, from timestamps; `rag_job.bench.profile`)",
+            profile.breakdown_table(rows),
             "### Settings",
             report.settings_lines(result["settings"]),
         ]

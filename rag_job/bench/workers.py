@@ -42,6 +42,7 @@ class BenchWorker:
         self.rank = rank
         self._search = None
         self._torch = False
+        self._pool = None  # the Ray pool, whose per-call traces `run` returns
 
     def setup_local(self, kb_dir: str) -> None:
         from rag_job.retrieval.searcher import KnowledgeBaseSearcher
@@ -53,6 +54,7 @@ class BenchWorker:
         from rag_job.retrieval.pool import RetrievalPool
 
         pool = RetrievalPool.connect(spec)
+        self._pool = pool
 
         def search(queries: np.ndarray, k: int):
             return pool.search(queries, k)
@@ -103,6 +105,7 @@ class BenchWorker:
         if delay > 0:
             time.sleep(delay)
         latencies_ms = []
+        traces = []
         measured_from = time.time()
         for number, batch in enumerate(queries):
             if number == warmup:
@@ -114,6 +117,8 @@ class BenchWorker:
                 raise RuntimeError(f"retrieval returned ids {ids.shape} and embeddings {embeds.shape}")
             if number >= warmup:
                 latencies_ms.append(elapsed)
+                if self._pool is not None:
+                    traces.append(self._pool.last_trace())
             if pause_s > 0:
                 time.sleep(pause_s)
         ended = time.time()
@@ -125,6 +130,7 @@ class BenchWorker:
             self._torch = False
         return {
             "latencies_ms": latencies_ms,
+            "traces": traces,
             "measured_from": measured_from,
             "ended": ended,
             "rss_mb": resident_mb(),

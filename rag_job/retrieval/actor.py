@@ -26,7 +26,7 @@ import numpy as np
 import ray
 
 from rag_job.config import RETRIEVAL_NAMESPACE, RETRIEVAL_RESOURCE, actor_name
-from rag_job.retrieval.answers import ShardAnswer, VersionNotLoadedError
+from rag_job.retrieval.answers import ActorTimings, ShardAnswer, VersionNotLoadedError
 from rag_job.retrieval.metrics import ActorMetrics
 from rag_job.storage import is_uri
 
@@ -48,6 +48,10 @@ class _Request:
     result: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
     error: BaseException | None = None
     done: bool = False
+    #: perf_counter when the FAISS search serving this request started and ended.
+    search_started: float = 0.0
+    search_ended: float = 0.0
+    batch_calls: int = 1
 
 
 def _resident_bytes() -> int:
@@ -125,6 +129,7 @@ class RetrievalActor:
         search of many queries costs far less than as many searches of few, and only
         one search at a time uses the actor's FAISS threads, so they match its CPUs.
         """
+        arrived = time.perf_counter()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         with self._lock:
             active = self._active
@@ -138,13 +143,17 @@ class RetrievalActor:
             self._version_calls[served] = self._version_calls.get(served, 0) + 1
             backlog = self._in_flight
             self._in_flight += 1
+        request = _Request(queries, k, searcher, with_embeddings)
         try:
-            scores, ids, embeds = self._timed_search(_Request(queries, k, searcher, with_embeddings), backlog)
+            scores, ids, embeds = self._timed_search(request, backlog)
         finally:
             with self._lock:
                 self._version_calls[served] -= 1
                 self._version_done.notify_all()
-        return ShardAnswer(scores, ids, embeds, backlog, served, active)
+        timings = ActorTimings(
+            arrived, request.search_started, request.search_ended, time.perf_counter(), request.batch_calls
+        )
+        return ShardAnswer(scores, ids, embeds, backlog, served, active, timings)
 
     def _timed_search(
         self, request: _Request, backlog: int
@@ -197,14 +206,17 @@ class RetrievalActor:
             queries = batch[0].queries if len(batch) == 1 else np.concatenate([r.queries for r in batch])
             # OpenMP thread counts are per thread; calls run on the actor's pool threads.
             faiss.omp_set_num_threads(self.faiss_threads)
+            search_started = time.perf_counter()
             searcher = batch[0].searcher
             if batch[0].with_embeddings:
                 scores, ids, embeds = searcher.search(queries, batch[0].k)
             else:
                 scores, local_ids = searcher.index.search(queries, batch[0].k)
                 ids, embeds = np.where(local_ids >= 0, local_ids + searcher.start, -1), None
+            search_ended = time.perf_counter()
             offset = 0
             for r in batch:
+                r.search_started, r.search_ended, r.batch_calls = search_started, search_ended, len(batch)
                 rows = slice(offset, offset + len(r.queries))
                 r.result = (scores[rows], ids[rows], None if embeds is None else embeds[rows])
                 offset += len(r.queries)

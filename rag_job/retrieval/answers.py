@@ -7,6 +7,17 @@ from typing import NamedTuple
 import numpy as np
 
 
+class ActorTimings(NamedTuple):
+    """Where one call's time went inside the actor (perf_counter stamps, seconds)."""
+
+    arrived: float
+    search_started: float
+    search_ended: float
+    returned: float
+    #: Calls served by that one search (this one and those batched with it).
+    batch_calls: int = 1
+
+
 class ShardAnswer(NamedTuple):
     """One shard's top-k, with the index version it came from."""
 
@@ -19,6 +30,9 @@ class ShardAnswer(NamedTuple):
     version: int
     #: The actor's active version when it answered: clients move to it for their next calls.
     active: int
+    #: `time.perf_counter()` in the actor when the call arrived, its search started and ended, and it
+    #: returned (`rag_job.bench.profile` splits a call's time by them; same-host clocks agree).
+    timings: ActorTimings | None = None
 
 
 class VersionNotLoadedError(RuntimeError):

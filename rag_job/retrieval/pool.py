@@ -34,7 +34,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
 from rag_job.config import RETRIEVAL_NAMESPACE, actor_name
-from rag_job.retrieval.answers import ShardAnswer, VersionNotLoadedError
+from rag_job.retrieval.answers import ActorTimings, ShardAnswer, VersionNotLoadedError
 from rag_job.retrieval.metrics import ClientMetrics
 from rag_job.retrieval.searcher import EmbeddingTable, VersionEmbeddings, merge_top_k
 
@@ -54,6 +54,21 @@ class VersionedAnswer(NamedTuple):
     ids: np.ndarray
     embeddings: np.ndarray
     version: int
+
+
+class CallTrace(NamedTuple):
+    """`time.perf_counter()` stamps of one `search` call in the calling thread, and the actor's own
+    stamps of the shard that answered last (the call's critical path); `rag_job.bench.profile`
+    turns them into the time per phase."""
+
+    started: float
+    prepared: float  # queries made contiguous (and put in the object store when large)
+    submitted: float  # every shard's call handed to Ray
+    answered: float  # the last shard's answer deserialised here
+    merged: float  # shards' top-k merged
+    embedded: float  # embeddings read from the local copy (or taken from the answers)
+    ended: float  # latency recorded
+    actor: ActorTimings | None
 
 
 class _StaleVersion(Exception):
@@ -121,6 +136,11 @@ class RetrievalPool:
         #: Index versions > 0: their embeddings opened here (None: not readable, the actors send them).
         self._version_embeddings: dict[int, VersionEmbeddings | None] = {}
         self._metrics = ClientMetrics(spec.name_prefix)
+        self._stamps = threading.local()
+
+    def last_trace(self) -> CallTrace | None:
+        """Where this thread's last `search` spent its time (None before its first call)."""
+        return getattr(self._stamps, "trace", None)
 
     def __deepcopy__(self, memo: dict) -> RetrievalPool:
         """A pool is a connection to shared actors: copies share it (transformers deep-copies the
@@ -281,6 +301,8 @@ class RetrievalPool:
         started = time.perf_counter()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         query_ref = ray.put(queries) if queries.nbytes > 100_000 else queries
+        stamps = self._stamps
+        stamps.prepared = time.perf_counter()
         deadline = time.monotonic() + self.retry_seconds
         version = self.version
         while True:
@@ -308,6 +330,10 @@ class RetrievalPool:
         self.pin(max(answer.version, active))
         self.call_latencies_ms.append((time.perf_counter() - started) * 1000)
         self._metrics.call(self.call_latencies_ms[-1])
+        stamps.trace = CallTrace(
+            started, stamps.prepared, stamps.submitted, stamps.answered, stamps.merged, stamps.embedded,
+            time.perf_counter(), stamps.actor,
+        )  # fmt: skip
         return answer
 
     def _search_version(
@@ -327,6 +353,8 @@ class RetrievalPool:
             shard: (*self._search_shard_submit(shard, query_ref, k, set(), remote_embeds, version), set())
             for shard in range(self.spec.shards)
         }
+        stamps = self._stamps
+        stamps.submitted = time.perf_counter()
         results: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         served: set[int] = set()
         active = 0
@@ -367,7 +395,8 @@ class RetrievalPool:
                     refused = _StaleVersion(newest, wait=cause.active < cause.version)
                 del pending[shard]
                 continue
-            self._finish(shard, replica, (time.perf_counter() - sent) * 1000, answer.backlog)
+            stamps.answered, stamps.actor = time.perf_counter(), answer.timings
+            self._finish(shard, replica, (stamps.answered - sent) * 1000, answer.backlog)
             embeds = answer.embeddings
             if embeds is None:  # merge scores and ids only; embeddings are read locally below
                 embeds = np.empty((*answer.ids.shape, 0), dtype=np.float32)
@@ -383,8 +412,10 @@ class RetrievalPool:
         if served_version != expected and not remote_embeds:  # the local embeddings are another version's
             raise _StaleVersion(served_version, wait=False)
         merged = merge_top_k([results[s] for s in range(self.spec.shards)], k)
+        stamps.merged = time.perf_counter()
         if not remote_embeds:
             merged = (merged[0], merged[1], embeddings.take(merged[1]))
+        stamps.embedded = time.perf_counter()
         return VersionedAnswer(*merged, served_version), active
 
     def client_stats(self) -> list[dict]:
