@@ -109,6 +109,13 @@ def retrieval(
             "latency's growth exponent in N per mode.",
         ),
     ] = False,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Ray and in-process only (no torch): where a Ray call's time goes, phase by phase.",
+        ),
+    ] = False,
     grid: Annotated[
         str,
         typer.Option(
@@ -150,6 +157,7 @@ def retrieval(
         calls=calls or preset.get("calls", defaults.calls),
         warmup=warmup if warmup is not None else preset.get("warmup", defaults.warmup),
         extra_settings={"preset": "--scale" if scale else "default (sized for 2 cores)"},
+        **({"modes": ("ray", "local")} if profile else {}),
     )
     _run_and_print(
         config, run_retrieval_bench, markdown, out, "retrieval.json", "retrieval.md", "retrieval.png"

@@ -50,6 +50,8 @@ class RetrievalBenchConfig:
     pause_ms: float = 0.0
     faiss_threads: int = 1
     seed: int = 0
+    #: The retrieval paths to time (`--profile`: ray and local only).
+    modes: tuple[str, ...] = RETRIEVAL_MODES
     out_dir: Path = Path("out/bench")
     extra_settings: dict = field(default_factory=dict)
 
@@ -68,6 +70,10 @@ class RetrievalBenchConfig:
             (self.warmup >= 0, "--warmup must be 0 or more"),
             (self.pause_ms >= 0, "--pause-ms must be 0 or more"),
             (self.faiss_threads >= 1, "--faiss-threads must be at least 1"),
+            (
+                bool(self.modes) and set(self.modes) <= set(RETRIEVAL_MODES),
+                f"modes must be some of {', '.join(RETRIEVAL_MODES)}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -227,7 +233,7 @@ def run_retrieval_bench(config: RetrievalBenchConfig) -> dict:
         raise ValueError(f"--k ({config.k}) exceeds the passages in the smallest shard of {kb_dir}")
     settings = machine_settings(config, meta)
     with cluster_unless_connected(bench_layout(config, len(meta.shards))):
-        rows, actor_stats = measure_knowledge_base(config, kb_dir, meta, RETRIEVAL_MODES)
+        rows, actor_stats = measure_knowledge_base(config, kb_dir, meta, config.modes)
     settings["load_average_at_end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     rows = report.add_ratios(rows)
     result = {

@@ -21,6 +21,7 @@ from rag_job.knowledge.layout import (
     load_meta,
     passages_path,
 )
+from rag_job.retrieval.faiss_settings import use_blas_for_batches
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,7 @@ class ShardSearcher:
             ).raise_for_problems()
         path = index_path(kb_dir, self.meta, shard)
         self.index = read_faiss_index(path)
+        use_blas_for_batches()
         if self.index.d != self.meta.dim or self.index.ntotal != info.end - info.start:
             raise KnowledgeBaseLayoutError(
                 f"FAISS index file {path} does not match kb.json: dimension {self.index.d} "
