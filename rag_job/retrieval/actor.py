@@ -35,6 +35,15 @@ if TYPE_CHECKING:
 
 #: Latency samples kept per actor for p50/p95.
 LATENCY_WINDOW = 2048
+#: Calls one actor serves at once (threads); calls beyond wait in Ray's queue.
+MAX_CONCURRENCY = 8
+#: Coalescing: a call that finds the index free waits for as many calls as recent searches served
+#: (trainers in step ask at nearly the same moment), at most this share of the last search's time
+#: and this many seconds, so one FAISS search serves them all.
+LINGER_SHARE = 0.25
+LINGER_MAX_S = 0.005
+#: Searches whose batch sizes set how many calls a free index waits for.
+BATCH_HISTORY = 8
 
 
 @dataclass
@@ -52,6 +61,11 @@ class _Request:
     search_started: float = 0.0
     search_ended: float = 0.0
     batch_calls: int = 1
+
+
+def _batch_key(request: _Request) -> tuple:
+    """Calls with the same key can share one FAISS search."""
+    return (request.k, request.with_embeddings, id(request.searcher))
 
 
 def _resident_bytes() -> int:
@@ -104,6 +118,9 @@ class RetrievalActor:
         self._pending: list[_Request] = []
         self._searching = False
         self._searches = 0
+        self._batch_sizes: deque[int] = deque(maxlen=BATCH_HISTORY)
+        self._last_search_s = 0.0
+        self._lingered_s = 0.0
         self.started_unix = time.time()
         self.incarnation = ray.get_runtime_context().get_actor_id()
         name = ray.get_runtime_context().get_actor_name() or f"unnamed-shard{shard}"
@@ -178,25 +195,49 @@ class RetrievalActor:
         return request.result
 
     def _serve_until_done(self, request: _Request) -> None:
+        key = (request.k, request.with_embeddings, id(request.searcher))
         with self._batch_cond:
             self._pending.append(request)
+            self._batch_cond.notify_all()  # a call waiting for company counts this one
         while True:
             with self._batch_cond:
                 while self._searching and not request.done:
                     self._batch_cond.wait()
                 if request.done:
                     return
+                self._linger(key)
+                if request.done or self._searching:  # another thread took the index meanwhile
+                    continue
                 self._searching = True
-                key = (request.k, request.with_embeddings, id(request.searcher))
-                batch = [r for r in self._pending if (r.k, r.with_embeddings, id(r.searcher)) == key]
-                self._pending = [r for r in self._pending if (r.k, r.with_embeddings, id(r.searcher)) != key]
+                batch = [r for r in self._pending if _batch_key(r) == key]
+                self._pending = [r for r in self._pending if _batch_key(r) != key]
+            started = time.perf_counter()
             try:
                 self._search_batch(batch)
             finally:
                 with self._batch_cond:
                     self._searching = False
                     self._searches += 1
+                    self._batch_sizes.append(len(batch))
+                    self._last_search_s = time.perf_counter() - started
                     self._batch_cond.notify_all()
+
+    def _linger(self, key: tuple) -> None:
+        """With `_batch_cond` held and the index free: wait briefly until as many calls as recent
+        searches served (rounded mean) are pending, so they share one search. A lone trainer
+        never waits (its searches served one call each); the wait is bounded by LINGER_SHARE of
+        the last search and LINGER_MAX_S, so a caller that stopped costs little."""
+        if not self._batch_sizes:
+            return
+        expected = min(MAX_CONCURRENCY, round(sum(self._batch_sizes) / len(self._batch_sizes)))
+        if expected <= 1:
+            return
+        started = time.perf_counter()
+        self._batch_cond.wait_for(
+            lambda: self._searching or sum(_batch_key(r) == key for r in self._pending) >= expected,
+            timeout=min(LINGER_MAX_S, LINGER_SHARE * self._last_search_s),
+        )
+        self._lingered_s += time.perf_counter() - started
 
     def _search_batch(self, batch: list[_Request]) -> None:
         """One FAISS search for every request in `batch`; each gets its own rows (or the error)."""
@@ -249,6 +290,7 @@ class RetrievalActor:
                 "index_version": self._active,
                 "loaded_versions": sorted(self._versions),
                 "batched_searches": self._searches,
+                "lingered_seconds": self._lingered_s,
                 "rss_bytes": _resident_bytes(),
             }
 
@@ -331,7 +373,7 @@ def start_retrieval_actors(
                     resources={RETRIEVAL_RESOURCE: 1},
                     max_restarts=-1,
                     max_task_retries=0,
-                    max_concurrency=8,
+                    max_concurrency=MAX_CONCURRENCY,
                 ).remote(kb_dir, shard, faiss_threads)
             )
         handles.append(row)

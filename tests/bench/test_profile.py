@@ -18,16 +18,24 @@ DIM = 64
 
 
 @pytest.fixture(scope="module")
-def tiny_pool(bench_cluster, tmp_path_factory):
-    """One flat shard of 20,000 x 64 served by one actor, and the knowledge base's directory."""
-    import ray
-
+def tiny_kb(tmp_path_factory):
+    """One flat shard of 20,000 x 64."""
     from rag_job.bench.synthetic import write_synthetic_knowledge_base
-    from rag_job.retrieval.actor import start_retrieval_actors
-    from rag_job.retrieval.pool import PoolSpec, RetrievalPool
 
     kb = tmp_path_factory.mktemp("profile") / "kb"
     write_synthetic_knowledge_base(kb, 20_000, DIM, "flat", 1)
+    return kb
+
+
+@pytest.fixture
+def tiny_pool(bench_cluster, tiny_kb):
+    """A fresh actor serving `tiny_kb` (no batching history), its pool, and the directory."""
+    import ray
+
+    from rag_job.retrieval.actor import start_retrieval_actors
+    from rag_job.retrieval.pool import PoolSpec, RetrievalPool
+
+    kb = tiny_kb
     spec = PoolSpec(name_prefix=f"profile-{np.random.randint(1 << 30)}", shards=1, replicas=1)
     handles = start_retrieval_actors(str(kb), 1, 1, spec.name_prefix)
     pool = RetrievalPool(spec, handles)
@@ -63,6 +71,8 @@ def test_profiled_phases_add_up_to_the_call_time_the_caller_measures(tiny_pool):
     assert result["calls"] == 12
     assert result["call_ms_mean"] == pytest.approx(sum(result["phases_ms"].values()))
     assert result["calls_per_search"] == 1.0  # one caller, calls one at a time: nothing to batch with
+    # ... and nothing to wait for: a lone trainer's calls never linger for company.
+    assert pool.actor_stats()[0]["lingered_seconds"] == 0.0
     table = profile.breakdown_table([{"label": "Ray R=1", "workers": 1, "profile": result}])
     assert "| FAISS search |" in table and "| **sum of phases** |" in table
 
@@ -101,6 +111,8 @@ def test_calls_from_several_callers_at_once_share_searches_and_each_gets_its_own
     # Each thread keeps its own trace; several callers in flight at once share FAISS searches.
     assert len({id(t) for t in traces}) == callers * 10
     assert profile.breakdown(traces)["calls_per_search"] > 1.0
+    stats = pool.actor_stats()[0]
+    assert stats["calls"] == callers * 10 and stats["batched_searches"] < callers * 10
 
 
 def test_a_trace_without_actor_timings_is_refused_with_the_reason():
@@ -112,3 +124,11 @@ def test_a_trace_without_actor_timings_is_refused_with_the_reason():
     timed = trace._replace(actor=ActorTimings(0.21, 0.22, 0.25, 0.26, 3))
     assert sum(profile.phases_ms(timed).values()) == pytest.approx(600.0)
     assert profile.breakdown([timed])["calls_per_search"] == 3.0
+
+
+def test_unknown_bench_modes_are_rejected_naming_the_choices():
+    from rag_job.bench.retrieval import RetrievalBenchConfig
+
+    with pytest.raises(ValueError, match="modes must be some of torch, ray, local"):
+        RetrievalBenchConfig(modes=("ray", "grpc")).validate()
+    RetrievalBenchConfig(modes=("ray", "local")).validate()
