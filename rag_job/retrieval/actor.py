@@ -195,7 +195,7 @@ class RetrievalActor:
         return request.result
 
     def _serve_until_done(self, request: _Request) -> None:
-        key = (request.k, request.with_embeddings, id(request.searcher))
+        key = _batch_key(request)
         with self._batch_cond:
             self._pending.append(request)
             self._batch_cond.notify_all()  # a call waiting for company counts this one
@@ -205,7 +205,7 @@ class RetrievalActor:
                     self._batch_cond.wait()
                 if request.done:
                     return
-                self._linger(key)
+                self._linger(request, key)
                 if request.done or self._searching:  # another thread took the index meanwhile
                     continue
                 self._searching = True
@@ -222,7 +222,7 @@ class RetrievalActor:
                     self._last_search_s = time.perf_counter() - started
                     self._batch_cond.notify_all()
 
-    def _linger(self, key: tuple) -> None:
+    def _linger(self, request: _Request, key: tuple) -> None:
         """With `_batch_cond` held and the index free: wait briefly until as many calls as recent
         searches served (rounded mean) are pending, so they share one search. A lone trainer
         never waits (its searches served one call each); the wait is bounded by LINGER_SHARE of
@@ -234,7 +234,11 @@ class RetrievalActor:
             return
         started = time.perf_counter()
         self._batch_cond.wait_for(
-            lambda: self._searching or sum(_batch_key(r) == key for r in self._pending) >= expected,
+            lambda: (
+                request.done
+                or self._searching
+                or sum(_batch_key(r) == key for r in self._pending) >= expected
+            ),
             timeout=min(LINGER_MAX_S, LINGER_SHARE * self._last_search_s),
         )
         self._lingered_s += time.perf_counter() - started
