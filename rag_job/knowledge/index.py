@@ -161,7 +161,7 @@ def write_knowledge_base(
             "id": [p.source_id for p in passages],
             "title": [p.title for p in passages],
             "text": [p.text for p in passages],
-            "embeddings": embeddings,
+            "embeddings": embeddings_column(embeddings),
         },
         features=features,
     )
@@ -185,6 +185,18 @@ def write_knowledge_base(
     )
     write_atomically(out_dir / KB_META_FILE, meta.model_dump_json(indent=2, exclude_none=True) + "\n")
     return meta
+
+
+def embeddings_column(embeddings: np.ndarray):
+    """The [N, D] float32 matrix as one Arrow fixed-size-list column over the same buffer.
+
+    Handing `datasets` the 2-D array instead makes it convert row by row through Python
+    objects: about 12x the matrix in memory (20 GB for 1M x 768), where this needs about 2x.
+    """
+    import pyarrow as pa
+
+    matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), matrix.shape[1])
 
 
 def write_faiss_index(index, out_dir: Path, file_name: str):
