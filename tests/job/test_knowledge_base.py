@@ -291,3 +291,11 @@ def test_written_passages_keep_every_embedding_bit_for_bit_in_order(tmp_path):
     assert dataset.features["embeddings"].length == 12
     assert dataset["id"] == [p.source_id for p in passages]
     np.testing.assert_array_equal(np.asarray(dataset["embeddings"], dtype=np.float32), embeddings)
+
+    # Its fingerprint (datasets' cache key) follows the content: the same again, another if one value moves.
+    write_knowledge_base(passages, embeddings, tmp_path / "same", index_type="flat")
+    changed = embeddings.copy()
+    changed[100, 3] += 1.0
+    write_knowledge_base(passages, changed, tmp_path / "changed", index_type="flat")
+    assert load_passages(tmp_path / "same")._fingerprint == dataset._fingerprint
+    assert load_passages(tmp_path / "changed")._fingerprint != dataset._fingerprint
