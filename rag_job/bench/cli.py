@@ -229,3 +229,33 @@ def startup(
         out_dir=out,
     )
     _run_and_print(config, run_startup_bench, startup_markdown, out, "startup.json", "startup.md")
+
+
+@app.command("scale-table")
+def scale_table(
+    sweep: Annotated[Path, typer.Option(help="A sweep.json written by `bench retrieval --sweep`.")] = Path(
+        "out/bench/sweep.json"
+    ),
+    out: Annotated[Path, typer.Option(help="Output directory: scale.json, scale.md.")] = Path("out/bench"),
+    passages: Annotated[int, typer.Option(help="Passages to size for (wiki_dpr: 21,015,300).")] = 21_015_300,
+    pod_memory: Annotated[
+        str, typer.Option(help="Memory one retrieval pod may use; shards are the fewest that fit it.")
+    ] = "64Gi",
+) -> None:
+    """Index bytes, shards, pods, pod memory and extrapolated latency at wiki_dpr's size, from a sweep."""
+    from rag_job.bench.scale import scale_markdown, write_scale_table
+
+    if passages < 1:
+        _fail("--passages must be at least 1", code=2)
+    from rag_operator.common.quantities import parse_quantity
+
+    try:
+        parse_quantity(pod_memory)
+    except ValueError as err:
+        _fail(f"--pod-memory: {err}", code=2)
+    try:
+        table = write_scale_table(sweep, out, passages, pod_memory)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(scale_markdown(table))
+    typer.echo(f"\nwrote {out / 'scale.json'}, {out / 'scale.md'}")
