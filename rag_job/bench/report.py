@@ -278,7 +278,7 @@ def sweep_markdown(result: dict) -> str:
         )
     lines += ["", *memory_lines(result.get("knowledge_bases", []))]
     lines += ["", *shard_comparison_lines(result.get("shard_comparison", []))]
-    if result.get("scale_table"):
+    if (result.get("scale_table") or {}).get("rows"):
         from rag_job.bench.scale import scale_markdown
 
         lines += ["", scale_markdown(result["scale_table"])]
