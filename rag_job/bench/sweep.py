@@ -7,6 +7,12 @@ and every (W, mode) cell is timed exactly as `bench retrieval` times one knowled
 (what it costs to hold the index), the index build and load times; and per mode the growth
 exponent of latency in N (least squares on log-log), which says whether a mode stays usable
 at the sizes users run.
+
+Memory is reported against what an actor holds (its shard's index file + embeddings rows):
+each knowledge base's shard 0 is also loaded in a fresh process mapped and read
+(`rag_job.bench.memory`), and at the largest N the grid's `compare_shards` (S=2) is compared
+with S=1 (latency and RSS per actor). The wiki_dpr table (`rag_job.bench.scale`) is built from
+the measured bytes and fitted curves.
 """
 
 from __future__ import annotations
