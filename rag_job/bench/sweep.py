@@ -130,7 +130,7 @@ def run_sweep(config: SweepConfig) -> dict:
     cell = replace(config.cell, workers=grid.workers, replicas=grid.replicas, out_dir=config.out_dir)
     points, rows, settings = [], [], None
     probe_queries = query_batches(cell.calls, cell.batch, cell.dim, cell.seed + 1)
-    with cluster_unless_connected(bench_layout(cell, max(grid.shards))):
+    with cluster_unless_connected(sweep_layout(grid, cell)):
         for passages, index_type, shards in grid.knowledge_bases():
             built = cached_knowledge_base(cache_dir, passages, cell.dim, index_type, shards, cell.seed)
             point_config = replace(cell, passages=passages, index_type=index_type, shards=shards)
@@ -184,6 +184,12 @@ def run_sweep(config: SweepConfig) -> dict:
     result["scale_table"] = scale_table_or_reason(result)
     write_sweep(result, config.out_dir)
     return result
+
+
+def sweep_layout(grid: SweepGrid, cell: RetrievalBenchConfig):
+    """The local cluster for the whole grid: room for max(R) actors of every shard of its most
+    sharded knowledge base (the S comparison's included)."""
+    return bench_layout(cell, max(shards for _, _, shards in grid.knowledge_bases()))
 
 
 def write_sweep(result: dict, out_dir: Path) -> None:

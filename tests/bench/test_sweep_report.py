@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rag_job.bench import report
-from rag_job.bench.sweep import GRIDS, SweepGrid, cells_in, write_sweep
+from rag_job.bench.sweep import GRIDS, SweepGrid, cells_in, sweep_layout, write_sweep
 
 
 def test_exponent_of_an_exact_power_law_is_its_power():
@@ -108,3 +108,12 @@ def test_grids_list_every_knowledge_base_once_and_the_full_grid_is_the_issues():
     assert cells_in(replace(grid, compare_shards=None)) == 2 * 2 * (3 + 1)
     with pytest.raises(ValueError, match="index types"):
         SweepGrid(passages=(100,), index_types=("lsh",), workers=(1,), replicas=(1,)).validate()
+
+
+def test_the_sweeps_cluster_has_room_for_every_actor_of_its_most_sharded_point():
+    from rag_job.bench.retrieval import RetrievalBenchConfig
+
+    grid = GRIDS["small"]  # S=1 only, plus the S=2 comparison at its largest N
+    layout = sweep_layout(grid, RetrievalBenchConfig(workers=grid.workers, replicas=grid.replicas))
+    slots = layout.retrieval_nodes * layout.actors_per_retrieval_node
+    assert slots >= max(grid.replicas) * 2
