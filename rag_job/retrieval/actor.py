@@ -27,6 +27,7 @@ import ray
 
 from rag_job.config import RETRIEVAL_NAMESPACE, RETRIEVAL_RESOURCE, actor_name
 from rag_job.retrieval.answers import ShardAnswer, VersionNotLoadedError
+from rag_job.retrieval.memory import process_memory
 from rag_job.retrieval.metrics import ActorMetrics
 from rag_job.storage import is_uri
 
@@ -48,13 +49,6 @@ class _Request:
     result: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
     error: BaseException | None = None
     done: bool = False
-
-
-def _resident_bytes() -> int:
-    """This process's resident memory (the benchmark and status report it per actor)."""
-    import psutil
-
-    return psutil.Process().memory_info().rss
 
 
 class RetrievalActor:
@@ -237,7 +231,11 @@ class RetrievalActor:
                 "index_version": self._active,
                 "loaded_versions": sorted(self._versions),
                 "batched_searches": self._searches,
-                "rss_bytes": _resident_bytes(),
+                # rss/pss/anon/file bytes: mapped index pages are shared, anon memory is not
+                **process_memory(),
+                "index_mapped": self.searcher.index_mapped,
+                "index_bytes": self.searcher.index_bytes,
+                "embeddings_bytes": self.searcher.embeddings_bytes,
             }
 
     def ready(self) -> bool:
