@@ -217,10 +217,21 @@ def _arrow_fingerprint(table) -> str:
 
 
 def write_faiss_index(index, out_dir: Path, file_name: str):
-    """Write one index file, hashing the bytes as FAISS writes them (no second read of a large file)."""
+    """Write one index file, hashing the bytes as FAISS writes them (no second read of a large file).
+
+    The bytes go to a hidden file that then replaces `file_name` in one rename: a retrieval actor
+    that memory-maps the old file keeps its pages (rewriting it in place would change them under
+    the actor, or end them in a SIGBUS), and a crash mid-write leaves the old index whole.
+    """
     import faiss
 
-    with (out_dir / file_name).open("wb") as handle:
-        writer = HashingWriter(handle)
-        faiss.write_index(index, faiss.PyCallbackIOWriter(writer.write))
+    target = out_dir / file_name
+    staged = target.with_name(f".{target.name}.partial")
+    try:
+        with staged.open("wb") as handle:
+            writer = HashingWriter(handle)
+            faiss.write_index(index, faiss.PyCallbackIOWriter(writer.write))
+        staged.replace(target)
+    finally:
+        staged.unlink(missing_ok=True)
     return digest_file(out_dir, file_name, sha256=writer.hexdigest())

@@ -92,3 +92,31 @@ def test_a_corrupt_index_file_is_refused_naming_it_whether_mapped_or_read(kbs, t
     # Unverified (an index version checked elsewhere), FAISS's own refusal still names the file.
     with pytest.raises(KnowledgeBaseLayoutError, match=rf"FAISS index file {shard} is corrupt"):
         ShardSearcher(kb, 0, verified=True, mmap=mode)
+
+
+def test_rewriting_a_mapped_index_file_replaces_it_and_the_mapping_keeps_the_old_index(tmp_path, queries):
+    """write_faiss_index stages the bytes and renames them over the file: a searcher that mapped
+    the old file keeps answering from it (writing in place would change its pages or SIGBUS)."""
+    import faiss
+
+    from rag_job.knowledge.index import build_faiss_index, write_faiss_index
+    from rag_job.retrieval.searcher import load_faiss_index
+
+    rng = np.random.default_rng(3)
+    old_vectors, new_vectors = (rng.standard_normal((500, DIM)).astype(np.float32) for _ in range(2))
+    write_faiss_index(build_faiss_index(old_vectors, "flat"), tmp_path, "index.faiss")
+    inode = (tmp_path / "index.faiss").stat().st_ino
+    mapped, is_mapped = load_faiss_index(tmp_path / "index.faiss", "always")
+    assert is_mapped
+    before = mapped.search(queries, 5)
+
+    digest = write_faiss_index(build_faiss_index(new_vectors, "flat"), tmp_path, "index.faiss")
+
+    assert (tmp_path / "index.faiss").stat().st_ino != inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.faiss"]  # no staged file left
+    np.testing.assert_array_equal(mapped.search(queries, 5)[1], before[1])
+    reread = faiss.read_index(str(tmp_path / "index.faiss"))
+    assert reread.ntotal == 500 and digest.bytes == (tmp_path / "index.faiss").stat().st_size
+    exact = faiss.IndexFlatIP(DIM)
+    exact.add(new_vectors)
+    np.testing.assert_array_equal(reread.search(queries, 5)[1], exact.search(queries, 5)[1])
