@@ -12,8 +12,9 @@ bench: install ## retrieval, training and start-up benchmarks sized for 2 cores 
 	@echo; cat $(BENCH_OUT)/retrieval.md; echo; cat $(BENCH_OUT)/train.md; echo; cat $(BENCH_OUT)/startup.md
 
 .PHONY: bench-scale
-bench-scale: install ## the large retrieval benchmark (1M passages, W up to 8; needs ~16 cores and ~32 GiB)
+bench-scale: install ## the largest retrieval point a 16-core / 64 GB machine holds (2M x 768 flat, W up to 8), then the wiki_dpr table from out/bench/sweep.json if a sweep ran
 	$(PY) -m rag_job bench retrieval --scale --out $(BENCH_OUT)/scale $(BENCH_ARGS)
+	@if [ -f $(BENCH_OUT)/sweep.json ]; then $(PY) -m rag_job bench scale-table --sweep $(BENCH_OUT)/sweep.json --out $(BENCH_OUT); fi
 
 .PHONY: bench-sweep
 bench-sweep: install ## retrieval over N x index type (small grid, a few minutes on 2 cores; SWEEP_GRID=full for a big machine): out/bench/sweep.*

@@ -276,6 +276,12 @@ def sweep_markdown(result: dict) -> str:
             f"| {row['calls']} | {row['latency_ms_p50']:.2f} | {row['latency_ms_p95']:.2f} "
             f"| {row['calls_per_s']:.1f} | {per_actor} | {row['trainer_rss_mb_max']:.0f} |"
         )
+    lines += ["", *memory_lines(result.get("knowledge_bases", []))]
+    lines += ["", *shard_comparison_lines(result.get("shard_comparison", []))]
+    if (result.get("scale_table") or {}).get("rows"):
+        from rag_job.bench.scale import scale_markdown
+
+        lines += ["", scale_markdown(result["scale_table"])]
     lines += ["", "### Settings", "", settings_lines(result["settings"])]
     return "\n".join(lines)
 
@@ -328,3 +334,139 @@ def plot_sweep(rows: list[dict], fits: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _mb(value: float | None) -> float | None:
+    return None if value is None else value / 2**20
+
+
+def actor_memory(actor_stats: list[dict]) -> dict:
+    """A knowledge base's retrieval actors after every cell: mean RSS, the most private (anon) and
+    proportional (PSS) memory of one, and whether every one mapped its index."""
+    if not actor_stats:
+        return {"actor_rss_mb_mean": None, "actor_anon_mb_max": None, "actor_pss_mb_max": None,
+                "index_mapped": None}  # fmt: skip
+    anon = [a.get("anon_bytes") for a in actor_stats]
+    pss = [a.get("pss_bytes") for a in actor_stats]
+    return {
+        "actor_rss_mb_mean": float(np.mean([a["rss_bytes"] for a in actor_stats])) / 2**20,
+        "actor_anon_mb_max": None if None in anon else _mb(max(anon)),
+        "actor_pss_mb_max": None if None in pss else _mb(max(pss)),
+        "index_mapped": all(a.get("index_mapped") for a in actor_stats),
+    }
+
+
+def _per_bytes(value: float | None, total: float) -> str:
+    return "n/a" if value is None or not total else f"{value / total:.2f}"
+
+
+def memory_lines(points: list[dict]) -> list[str]:
+    """RSS per actor against its shard's bytes (index file + its rows of embeddings), and what one
+    shard adds to a fresh process when its index is mapped against read."""
+    probed = [kb for kb in points if kb.get("memory_probes")]
+    if not probed:
+        return []
+    lines = [
+        "### Memory per actor against its shard's bytes (index file + embeddings rows of shard 0)",
+        "",
+        "RSS counts the pages of mapped files a process touched, though the page cache holds them once "
+        "for every actor on the node; anon is the private memory that does not share. Actors: the Ray "
+        "actors after every cell (whole process: Ray worker, Python, FAISS). Probe: what loading shard 0 "
+        "and running the cell's queries added to a fresh process, per index load mode.",
+        "",
+        "| N | index | S | shard MiB | actor RSS / shard bytes | actor anon / shard bytes | actors mapped "
+        "| probe mapped: RSS / bytes | anon / bytes | probe read: RSS / bytes | anon / bytes |",
+        "|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for kb in probed:
+        total = kb["shard0_bytes"]
+        probes = {p["mode"]: p for p in kb["memory_probes"]}
+        mapped, read = probes.get("auto", {}), probes.get("never", {})
+        mapped_note = "" if mapped.get("index_mapped", True) else " (read: FAISS did not map it)"
+        actor_rss = None if kb.get("actor_rss_mb_mean") is None else kb["actor_rss_mb_mean"] * 2**20
+        actor_anon = None if kb.get("actor_anon_mb_max") is None else kb["actor_anon_mb_max"] * 2**20
+        lines.append(
+            f"| {kb['passages']:,} | {kb['index_type']} | {kb['shards']} | {total / 2**20:.1f} "
+            f"| {_per_bytes(actor_rss, total)} | {_per_bytes(actor_anon, total)} "
+            f"| {'n/a' if kb.get('index_mapped') is None else ('yes' if kb['index_mapped'] else 'no')} "
+            f"| {_per_bytes(mapped.get('rss_bytes_delta'), total)}{mapped_note} "
+            f"| {_per_bytes(mapped.get('anon_bytes_delta'), total)} "
+            f"| {_per_bytes(read.get('rss_bytes_delta'), total)} | {_per_bytes(read.get('anon_bytes_delta'), total)} |"
+        )
+    return lines
+
+
+#: Targets of the S comparison (issue 19): sharding halves what an actor holds at little latency.
+SHARD_LATENCY_TARGET = 1.3
+SHARD_MEMORY_TARGET = 0.5
+
+
+def shard_comparison(result: dict) -> list[dict]:
+    """S=2 (the grid's `compare_shards`) against S=1 at the largest N, per index type and Ray cell:
+    p50 latency ratio, RSS per actor ratio (whole actors) and the ratio of what shard 0 adds to a
+    fresh process with its index mapped (the part of an actor that sharding divides)."""
+    grid = result.get("grid", {})
+    other = grid.get("compare_shards")
+    if not other or not grid.get("passages"):
+        return []
+    largest = max(grid["passages"])
+    points = {
+        (kb["index_type"], kb["shards"]): kb for kb in result["knowledge_bases"] if kb["passages"] == largest
+    }
+    rows = {
+        (r["index_type"], r["shards"], r["workers"], r["label"]): r
+        for r in result["results"]
+        if r["passages"] == largest and r["mode"] == "ray"
+    }
+    out = []
+    for (index_type, shards, workers, label), one in sorted(rows.items()):
+        many = rows.get((index_type, other, workers, label))
+        if shards != 1 or many is None:
+            continue
+        probe = {s: _mapped_probe(points.get((index_type, s))) for s in (1, other)}
+        out.append(
+            {
+                "passages": largest, "index_type": index_type, "workers": workers, "label": label,
+                "shards": other, "replicas": one["replicas"],
+                "p50_ms": [one["latency_ms_p50"], many["latency_ms_p50"]],
+                "latency_ratio": many["latency_ms_p50"] / one["latency_ms_p50"],
+                "rss_per_actor_mb": [float(np.mean(one["actor_rss_mb"])), float(np.mean(many["actor_rss_mb"]))],
+                "rss_ratio": float(np.mean(many["actor_rss_mb"]) / np.mean(one["actor_rss_mb"])),
+                "shard_rss_ratio": _ratio_of(probe[other], probe[1]),
+            }
+        )  # fmt: skip
+    return out
+
+
+def _mapped_probe(point: dict | None) -> float | None:
+    probes = {p["mode"]: p for p in (point or {}).get("memory_probes", [])}
+    return probes.get("auto", {}).get("rss_bytes_delta")
+
+
+def _ratio_of(top: float | None, bottom: float | None) -> float | None:
+    return None if top is None or not bottom else top / bottom
+
+
+def shard_comparison_lines(comparison: list[dict]) -> list[str]:
+    """The S comparison as a markdown table with the targets it is held to."""
+    if not comparison:
+        return []
+    other = comparison[0]["shards"]
+    lines = [
+        f"### S={other} against S=1 at N={comparison[0]['passages']:,} (one run; target latency <= "
+        f"{SHARD_LATENCY_TARGET}x, RSS per actor about {SHARD_MEMORY_TARGET}x)",
+        "",
+        "Whole-actor RSS includes what every Ray worker holds whatever its shard (Python, FAISS, Arrow); "
+        "the shard's own part is what loading shard 0 (mapped) and searching added to a fresh process.",
+        "",
+        f"| index | W | mode | p50 ms S=1 | p50 ms S={other} | latency ratio | RSS per actor MiB S=1 "
+        f"| S={other} | RSS ratio | shard's own RSS ratio |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in comparison:
+        lines.append(
+            f"| {c['index_type']} | {c['workers']} | {c['label']} | {c['p50_ms'][0]:.2f} | {c['p50_ms'][1]:.2f} "
+            f"| {c['latency_ratio']:.2f}x | {c['rss_per_actor_mb'][0]:.0f} | {c['rss_per_actor_mb'][1]:.0f} "
+            f"| {c['rss_ratio']:.2f}x | {_ratio(c['shard_rss_ratio'])} |"
+        )
+    return lines

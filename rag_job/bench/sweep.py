@@ -7,6 +7,12 @@ and every (W, mode) cell is timed exactly as `bench retrieval` times one knowled
 (what it costs to hold the index), the index build and load times; and per mode the growth
 exponent of latency in N (least squares on log-log), which says whether a mode stays usable
 at the sizes users run.
+
+Memory is reported against what an actor holds (its shard's index file + embeddings rows):
+each knowledge base's shard 0 is also loaded in a fresh process mapped and read
+(`rag_job.bench.memory`), and at the largest N the grid's `compare_shards` (S=2) is compared
+with S=1 (latency and RSS per actor). The wiki_dpr table (`rag_job.bench.scale`) is built from
+the measured bytes and fitted curves.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rag_job.bench import report
+from rag_job.bench.memory import probe_shard_memory
 from rag_job.bench.retrieval import (
     RETRIEVAL_MODES,
     RetrievalBenchConfig,
@@ -26,6 +33,8 @@ from rag_job.bench.retrieval import (
     machine_settings,
     measure_knowledge_base,
 )
+from rag_job.bench.scale import scale_table_or_reason
+from rag_job.bench.synthetic import query_batches
 from rag_job.knowledge.index import INDEX_TYPES
 
 logger = logging.getLogger(__name__)
@@ -43,11 +52,16 @@ class SweepGrid:
     modes: tuple[str, ...] = ("ray", "local")
     #: (N, index type) beyond the product: a compressed index at a size flat and HNSW cannot hold.
     extra_points: tuple[tuple[int, str], ...] = ()
+    #: S measured against S=1 at the largest N of `passages`, per index type (None: no comparison).
+    compare_shards: int | None = 2
 
     def knowledge_bases(self) -> list[tuple[int, str, int]]:
         """Every (N, index type, S) to build and measure, smallest first."""
         points = {(n, t) for n in self.passages for t in self.index_types} | set(self.extra_points)
-        return sorted((n, t, s) for n, t in points for s in self.shards)
+        kbs = {(n, t, s) for n, t in points for s in self.shards}
+        if self.compare_shards:
+            kbs |= {(max(self.passages), t, s) for t in self.index_types for s in (1, self.compare_shards)}
+        return sorted(kbs)
 
     def validate(self) -> None:
         checks = [
@@ -57,6 +71,7 @@ class SweepGrid:
             (bool(self.workers) and min(self.workers) >= 1, "--workers needs values of at least 1"),
             (bool(self.replicas) and min(self.replicas) >= 1, "--replicas needs values of at least 1"),
             (bool(self.shards) and min(self.shards) >= 1, "shards must be at least 1"),
+            (self.compare_shards is None or self.compare_shards >= 2, "compare_shards must be 2 or more"),
             (bool(self.modes) and set(self.modes) <= set(RETRIEVAL_MODES), "modes are torch, ray, local"),
         ]
         for ok, message in checks:
@@ -114,7 +129,8 @@ def run_sweep(config: SweepConfig) -> dict:
     grid = config.grid
     cell = replace(config.cell, workers=grid.workers, replicas=grid.replicas, out_dir=config.out_dir)
     points, rows, settings = [], [], None
-    with cluster_unless_connected(bench_layout(cell, max(grid.shards))):
+    probe_queries = query_batches(cell.calls, cell.batch, cell.dim, cell.seed + 1)
+    with cluster_unless_connected(sweep_layout(grid, cell)):
         for passages, index_type, shards in grid.knowledge_bases():
             built = cached_knowledge_base(cache_dir, passages, cell.dim, index_type, shards, cell.seed)
             point_config = replace(cell, passages=passages, index_type=index_type, shards=shards)
@@ -122,6 +138,7 @@ def run_sweep(config: SweepConfig) -> dict:
             point_rows, actor_stats = measure_knowledge_base(
                 point_config, built.kb_dir, built.meta, grid.modes
             )
+            probes = probe_shard_memory(str(built.kb_dir), probe_queries, cell.k, cell.faiss_threads)
             point = {
                 "passages": passages,
                 "index_type": index_type,
@@ -132,6 +149,9 @@ def run_sweep(config: SweepConfig) -> dict:
                 "index_mb": built.meta.index_bytes / 2**20,
                 "actor_load_s_max": max((a["load_seconds"] for a in actor_stats), default=None),
                 "actor_rss_mb_max": max((a["rss_bytes"] / 2**20 for a in actor_stats), default=None),
+                **report.actor_memory(actor_stats),
+                "shard0_bytes": probes[0]["index_bytes"] + probes[0]["embeddings_bytes"],
+                "memory_probes": probes,
             }
             points.append(point)
             rows += [
@@ -160,8 +180,16 @@ def run_sweep(config: SweepConfig) -> dict:
         "results": rows,
         "fits": report.fit_growth(rows),
     }
+    result["shard_comparison"] = report.shard_comparison(result)
+    result["scale_table"] = scale_table_or_reason(result)
     write_sweep(result, config.out_dir)
     return result
+
+
+def sweep_layout(grid: SweepGrid, cell: RetrievalBenchConfig):
+    """The local cluster for the whole grid: room for max(R) actors of every shard of its most
+    sharded knowledge base (the S comparison's included)."""
+    return bench_layout(cell, max(shards for _, _, shards in grid.knowledge_bases()))
 
 
 def write_sweep(result: dict, out_dir: Path) -> None:

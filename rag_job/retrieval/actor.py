@@ -27,6 +27,7 @@ import ray
 
 from rag_job.config import RETRIEVAL_NAMESPACE, RETRIEVAL_RESOURCE, actor_name
 from rag_job.retrieval.answers import ActorTimings, ShardAnswer, VersionNotLoadedError
+from rag_job.retrieval.memory import process_memory
 from rag_job.retrieval.metrics import ActorMetrics
 from rag_job.storage import is_uri
 
@@ -67,13 +68,6 @@ class _Request:
 def _batch_key(request: _Request) -> tuple:
     """Calls with the same key can share one FAISS search."""
     return (request.k, request.with_embeddings, id(request.searcher))
-
-
-def _resident_bytes() -> int:
-    """This process's resident memory (the benchmark and status report it per actor)."""
-    import psutil
-
-    return psutil.Process().memory_info().rss
 
 
 class RetrievalActor:
@@ -299,7 +293,11 @@ class RetrievalActor:
                 "loaded_versions": sorted(self._versions),
                 "batched_searches": self._searches,
                 "lingered_seconds": self._lingered_s,
-                "rss_bytes": _resident_bytes(),
+                # rss/pss/anon/file bytes: mapped index pages are shared, anon memory is not
+                **process_memory(),
+                "index_mapped": self.searcher.index_mapped,
+                "index_bytes": self.searcher.index_bytes,
+                "embeddings_bytes": self.searcher.embeddings_bytes,
             }
 
     def ready(self) -> bool:

@@ -8,6 +8,7 @@ results by construction and differ only in where the search runs.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -45,21 +46,82 @@ def load_passages(kb_dir: str | Path, override: str | Path | None = None):
     return dataset
 
 
-def read_faiss_index(path: Path):
-    """Read an index file, memory-mapped where FAISS supports it for the index type."""
+#: How retrieval processes open FAISS index files: `auto` maps the file where FAISS can (and
+#: reads it otherwise), `always` refuses an index that would not map, `never` reads it into
+#: memory. Set per process (a pod's environment); the default suits every index type.
+MMAP_ENV = "RAG_INDEX_MMAP"
+MMAP_MODES = ("auto", "always", "never")
+_fallbacks_logged: set[str] = set()
+
+
+def mmap_mode(value: str | None = None) -> str:
+    """The load mode: `value`, else $RAG_INDEX_MMAP, else `auto`; an unknown one names the fix."""
+    mode = (value or os.environ.get(MMAP_ENV) or "auto").strip().lower()
+    if mode not in MMAP_MODES:
+        raise ValueError(f"{MMAP_ENV}={mode!r} is not one of {', '.join(MMAP_MODES)}; unset it for auto")
+    return mode
+
+
+def _mappings_of(path: Path) -> int | None:
+    """How many regions of this process map `path` (None without procfs)."""
+    target = str(path.resolve())
+    try:
+        with open("/proc/self/maps") as maps:
+            return sum(1 for line in maps if line.rstrip("\n").endswith(target))
+    except OSError:
+        return None
+
+
+def read_faiss_index(path: Path, mode: str | None = None):
+    """The index in `path` (mapped where FAISS can; see `load_faiss_index`)."""
+    return load_faiss_index(path, mode)[0]
+
+
+def load_faiss_index(path: Path, mode: str | None = None) -> tuple[object, bool]:
+    """(index, mapped): the index file memory-mapped where FAISS supports it, else read.
+
+    FAISS maps the vectors of flat indexes, HNSW's flat storage (its graph is read) and IVF
+    inverted lists with IO_FLAG_MMAP_IFC; mapped, several actors on a node share one copy in
+    the page cache instead of each holding its own. Whether the file really is mapped is
+    checked in /proc/self/maps; when it is not, the index is read normally and the reason
+    logged once per index type.
+    """
     import faiss
 
     if not path.is_file():
         raise KnowledgeBaseLayoutError(f"FAISS index file {path} does not exist")
+    mode = mmap_mode(mode)
+    flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if hasattr(faiss, "IO_FLAG_MMAP_IFC") else None
+    reason = f"faiss {faiss.__version__} has no IO_FLAG_MMAP_IFC" if flags is None else ""
+    if mode != "never" and flags is not None:
+        before = _mappings_of(path)
+        try:
+            index = faiss.read_index(str(path), flags)
+        except RuntimeError as err:
+            reason = f"faiss could not map it ({_first_line(err)})"
+        else:
+            after = _mappings_of(path)
+            if before is None or after > before:  # what FAISS did, not what the flag asked for
+                return index, True
+            reason = f"faiss {faiss.__version__} reads {type(index).__name__} instead of mapping it"
+            del index
+    if mode == "always":
+        raise KnowledgeBaseLayoutError(
+            f"FAISS index file {path} cannot be memory-mapped: {reason}; set {MMAP_ENV}=auto to read it"
+        )
     try:
-        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-    except RuntimeError:
-        pass
-    try:
-        return faiss.read_index(str(path))
+        index = faiss.read_index(str(path))
     except RuntimeError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
-        raise KnowledgeBaseLayoutError(f"FAISS index file {path} is corrupt: {first_line}") from err
+        raise KnowledgeBaseLayoutError(f"FAISS index file {path} is corrupt: {_first_line(err)}") from err
+    if mode == "auto" and reason not in _fallbacks_logged:
+        _fallbacks_logged.add(reason)
+        logger.info("FAISS index %s read into memory, not mapped: %s", path, reason)
+    return index, False
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else "unreadable"
 
 
 class EmbeddingTable:
@@ -84,6 +146,8 @@ class EmbeddingTable:
             self._chunk_starts = [start]
             self._chunks = [np.asarray(rows, dtype=np.float32).reshape(end - start, dim)]
         self._starts = np.asarray(self._chunk_starts)
+        #: True when every row is a view of the memory-mapped Arrow file (nothing copied).
+        self.zero_copy = not any(chunk.flags.owndata for chunk in self._chunks)
 
     def take(self, global_ids: np.ndarray) -> np.ndarray:
         """Embeddings for `global_ids` (any shape); -1 (no result) gives zeros."""
@@ -105,6 +169,7 @@ class ArrayEmbeddings:
 
     def __init__(self, rows: np.ndarray, start: int):
         self.rows, self.start, self.dim = rows, start, int(rows.shape[1])
+        self.zero_copy = isinstance(rows, np.memmap)
 
     def take(self, global_ids: np.ndarray) -> np.ndarray:
         """Embeddings for `global_ids` (any shape); -1 (no result) gives zeros."""
@@ -141,7 +206,8 @@ class ShardSearcher:
 
     Before it serves, the shard file's fingerprint is checked against kb.json (and the passages
     files' when it loads them itself): a truncated, replaced or swapped file is refused, never
-    served with wrong ids.
+    served with wrong ids. The fingerprint reads three 1 MiB blocks, so checking a mapped index
+    does not read it into memory. `mmap` is the index load mode (`read_faiss_index`).
     """
 
     def __init__(
@@ -152,6 +218,7 @@ class ShardSearcher:
         dataset=None,
         verified: bool = False,
         embeddings: ArrayEmbeddings | None = None,
+        mmap: str | None = None,
     ):
         started = time.perf_counter()
         self.kb_dir = Path(kb_dir)
@@ -168,7 +235,8 @@ class ShardSearcher:
                 kb_dir, self.meta, shards=[shard], passages=dataset is None and embeddings is None
             ).raise_for_problems()
         path = index_path(kb_dir, self.meta, shard)
-        self.index = read_faiss_index(path)
+        self.index, self.index_mapped = load_faiss_index(path, mmap)
+        self.index_bytes = path.stat().st_size
         use_blas_for_batches()
         if self.index.d != self.meta.dim or self.index.ntotal != info.end - info.start:
             raise KnowledgeBaseLayoutError(
@@ -185,6 +253,7 @@ class ShardSearcher:
                 )
             self.embeddings = EmbeddingTable(dataset, self.start, self.end, self.meta.dim)
         self.version = 0
+        self.embeddings_bytes = (self.end - self.start) * self.meta.dim * 4  # float32 rows
         self.load_seconds = time.perf_counter() - started
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -197,13 +266,13 @@ class ShardSearcher:
         return scores, global_ids, self.embeddings.take(global_ids)
 
 
-def open_shard(kb_dir: str | Path, shard: int, version: int = 0) -> ShardSearcher:
+def open_shard(kb_dir: str | Path, shard: int, version: int = 0, mmap: str | None = None) -> ShardSearcher:
     """Shard `shard` of index version `version`; its files are checked against the version's
     manifest first, so a corrupt new version is refused with the file named, never served."""
     from rag_job.knowledge.versions import load_version, verify_version
 
     if version == 0:
-        return ShardSearcher(kb_dir, shard)
+        return ShardSearcher(kb_dir, shard, mmap=mmap)
     base = load_meta(kb_dir)
     index_version = load_version(kb_dir, version, base)
     if not 0 <= shard < len(index_version.shards):
@@ -218,6 +287,7 @@ def open_shard(kb_dir: str | Path, shard: int, version: int = 0) -> ShardSearche
         index_version.as_meta(base),
         verified=True,
         embeddings=_shard_embeddings(kb_dir, index_version, shard),
+        mmap=mmap,
     )
     searcher.version = version
     return searcher
@@ -269,12 +339,13 @@ def merge_top_k(
 class KnowledgeBaseSearcher:
     """Every shard in this process: the `local` mode and the torch.distributed rank 0."""
 
-    def __init__(self, kb_dir: str | Path):
+    def __init__(self, kb_dir: str | Path, mmap: str | None = None):
         self.meta = load_meta(kb_dir)
         verify_files(kb_dir, self.meta, "fingerprint").raise_for_problems()
         dataset = load_passages(kb_dir)
         self.shards = [
-            ShardSearcher(kb_dir, s, self.meta, dataset, verified=True) for s in range(len(self.meta.shards))
+            ShardSearcher(kb_dir, s, self.meta, dataset, verified=True, mmap=mmap)
+            for s in range(len(self.meta.shards))
         ]
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

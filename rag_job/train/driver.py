@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from rag_job.config import TRAINER_RESOURCE, JobConfig
 from rag_job.knowledge.layout import load_meta
 from rag_job.storage import is_uri, publish, ray_storage, staging_dir
-from rag_job.train.timeline import START_MARK, mark, phases_line, startup_phases
+from rag_job.train.timeline import RETRIEVAL_READY_MARK, START_MARK, mark, phases_line, startup_phases
 from rag_job.train.tracking import log_run
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ class RunSummary:
     history: list[dict] = field(default_factory=list)
     actors: list[dict] = field(default_factory=list)
     trainer_nodes: list[str] = field(default_factory=list)
-    #: Driver time from start to every retrieval actor loaded (near zero on a warm retrieval service).
+    #: Driver time from start to every retrieval actor loaded (near zero on a warm retrieval service);
+    #: it overlaps Ray Train's start, so only part of it may delay the first step.
     retrieval_startup_s: float = 0.0
     #: Wall clock when `run_training` began: the submit time start-up is measured from.
     started_unix: float = 0.0
@@ -44,8 +46,12 @@ class RunSummary:
     export: dict = field(default_factory=dict)
 
 
-def start_retrieval(config: JobConfig):
-    """Start this job's retrieval actors, or connect to a running retrieval service."""
+def start_retrieval(config: JobConfig, wait: bool = True):
+    """Start this job's retrieval actors, or connect to a running retrieval service.
+
+    `wait=False` returns as soon as the actors exist: they load the index in their constructors
+    while the caller goes on (`IndexLoadWatcher` follows them), and calls queue until they are up.
+    """
     from rag_job.retrieval.actor import start_retrieval_actors
     from rag_job.retrieval.pool import PoolSpec, RetrievalPool
 
@@ -53,7 +59,6 @@ def start_retrieval(config: JobConfig):
     meta = load_meta(kb)
     prefix = config.retrieval.cluster or f"{config.name}-retrieval"
     spec = PoolSpec(name_prefix=prefix, shards=len(meta.shards), replicas=config.retrieval.actors_per_shard)
-    started = time.perf_counter()
     if config.retrieval.cluster:
         pool = RetrievalPool.connect(spec)
     else:
@@ -66,14 +71,46 @@ def start_retrieval(config: JobConfig):
             faiss_threads=config.retrieval.faiss_threads,
         )
         pool = RetrievalPool(spec, handles)
-    pool.wait_ready()
-    logger.info(
-        "retrieval ready: %d shard(s) x %d replica(s) in %.1fs",
-        spec.shards,
-        spec.replicas,
-        time.perf_counter() - started,
-    )
+    if wait:
+        IndexLoadWatcher(pool).join()
     return spec, pool
+
+
+class IndexLoadWatcher:
+    """Waits in a thread for every retrieval actor to load its shard, so the index loads while
+    Ray Train starts its workers and they load the model: on separate retrieval pods the two
+    overlap fully, and the trainers wait only for what is left (their `retrieval_waited` mark).
+    """
+
+    def __init__(self, pool) -> None:
+        self.pool = pool
+        self.started = time.perf_counter()
+        self.ready_unix: float | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._wait, name="index-load-watcher", daemon=True)
+        self._thread.start()
+
+    def _wait(self) -> None:
+        try:
+            self.pool.wait_ready()
+        except Exception as err:  # the driver reports it (training fails on the same actors)
+            self.error = err
+            logger.error("retrieval actors failed to load the index: %s", err)
+            return
+        self.ready_unix = time.time()
+        spec = self.pool.spec
+        logger.info(
+            "retrieval ready: %d shard(s) x %d replica(s) in %.1fs",
+            spec.shards,
+            spec.replicas,
+            time.perf_counter() - self.started,
+        )
+
+    def join(self, timeout_s: float | None = None) -> None:
+        """Wait for the outcome; a load that failed raises its error."""
+        self._thread.join(timeout_s)
+        if self.error is not None:
+            raise self.error
 
 
 def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSummary:
@@ -97,11 +134,11 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
 
-    spec, pool = (None, None)
+    spec, pool, index_load = None, None, None
     mark(marks, "retrieval_started")
     if config.retrieval.mode == "ray":
-        spec, pool = start_retrieval(config)
-    mark(marks, "retrieval_ready")
+        spec, pool = start_retrieval(config, wait=False)
+        index_load = IndexLoadWatcher(pool)
 
     scaling = config.scaling
     storage_path, storage_filesystem = ray_storage(config.checkpoint.storage_path)
@@ -131,7 +168,19 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
             callbacks=[ProgressGauges(config.name, config.output_dir)],
         ),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except Exception as err:
+        if index_load is not None and index_load.error is not None:
+            raise RuntimeError(
+                f"training failed because the retrieval actors did not load the index: {index_load.error}"
+            ) from err
+        raise
+    if index_load is not None:
+        index_load.join()
+        marks[RETRIEVAL_READY_MARK] = index_load.ready_unix or marks["retrieval_started"]
+    else:
+        mark(marks, RETRIEVAL_READY_MARK)
     if result.checkpoint is None:
         raise RuntimeError(
             f"training finished without a checkpoint; see the Ray Train logs of run {config.name!r}"
@@ -157,7 +206,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
         history=history,
         actors=pool.actor_stats() if pool else [],
         trainer_nodes=state.get("trainer_nodes", []),
-        retrieval_startup_s=marks["retrieval_ready"] - marks["retrieval_started"],
+        retrieval_startup_s=marks[RETRIEVAL_READY_MARK] - marks["retrieval_started"],
         started_unix=marks[START_MARK],
         startup_phases=startup_phases({**state.get("startup", {}), **marks}),
     )

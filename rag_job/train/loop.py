@@ -245,6 +245,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
         trainer_nodes = [node_id]
     state["trainer_nodes"] = trainer_nodes
     mark(startup, "setup_done")
+    if config.retrieval.mode == "ray":
+        retriever.pool.wait_ready()  # the actors load the index while all of the above runs
+    mark(startup, "retrieval_waited")
 
     if config.evaluation.at_start and state["step"] == 0 and "before" not in state["eval"]:
         state["eval"]["before"] = run_eval("eval")

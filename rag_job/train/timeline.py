@@ -15,21 +15,28 @@ from __future__ import annotations
 import time
 from itertools import pairwise
 
+#: The phase in which trainers wait for index loading that Ray Train's start did not cover.
+WAITING_FOR_RETRIEVAL = "waiting for the retrieval actors (index load not hidden)"
 #: (mark that ends the phase, phase name), in order; the first phase starts at `run_training`.
-#: Driver marks: run_training, retrieval_started, retrieval_ready. Rank 0's marks (in the train
-#: loop): loop_started ... first_step_started. The last mark is the first step's `time_unix`.
+#: Driver marks: run_training, retrieval_started. Rank 0's marks (in the train loop):
+#: loop_started ... first_step_started. The last mark is the first step's `time_unix`.
+#: The retrieval actors load the index while Ray Train starts and the model loads; only what
+#: that does not hide is on this path ("waiting for the retrieval actors").
 PHASES: tuple[tuple[str, str], ...] = (
     ("retrieval_started", "driver imports and setup"),
-    ("retrieval_ready", "retrieval actors ready (index load)"),
     ("loop_started", "Ray Train start (controller, worker group, torch process group)"),
     ("imports_done", "worker imports (transformers, ...)"),
     ("model_loaded", "tokenizer, retriever and model load"),
     ("ddp_ready", "DDP wrap (prepare_model)"),
     ("setup_done", "data, optimizer and scheduler"),
+    ("retrieval_waited", WAITING_FOR_RETRIEVAL),
     ("first_step_started", "evaluation before training"),
     ("first_step_done", "first optimizer step (first batch)"),
 )
 START_MARK = "run_training"
+#: The driver's mark when every retrieval actor has loaded its shard: off the path above, since
+#: the load runs beside it; `retrieval_ready - retrieval_started` is the whole index load.
+RETRIEVAL_READY_MARK = "retrieval_ready"
 
 
 def mark(marks: dict[str, float], name: str) -> None:

@@ -20,6 +20,7 @@ def test_tiny_sweep_measures_every_grid_point_and_caches_its_built_indexes(bench
         replicas=(2,),
         modes=("ray", "local"),
         extra_points=((2_000, "ivfpq"),),
+        compare_shards=None,  # tests/bench/test_sweep_memory.py measures the S comparison
     )
     config = SweepConfig(
         grid=grid, grid_name="test", cell=RetrievalBenchConfig(dim=32, calls=4, warmup=1), out_dir=tmp_path

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from rag_job.bench import report
-from rag_job.bench.sweep import GRIDS, SweepGrid, cells_in, write_sweep
+from rag_job.bench.sweep import GRIDS, SweepGrid, cells_in, sweep_layout, write_sweep
 
 
 def test_exponent_of_an_exact_power_law_is_its_power():
@@ -98,7 +99,21 @@ def test_grids_list_every_knowledge_base_once_and_the_full_grid_is_the_issues():
         assert len(points) == len(set(points))
     assert {n for n, _, _ in full.knowledge_bases()} == {20_000, 200_000, 1_000_000, 4_000_000}
     assert {t for n, t, _ in full.knowledge_bases() if n == 4_000_000} == {"ivfpq"}
+    # S=2 beside S=1 at the largest N, for every index type (the shard comparison).
+    assert {(t, s) for n, t, s in small.knowledge_bases() if n == 32_000} == {
+        (t, s) for t in small.index_types for s in (1, 2)
+    }
     grid = SweepGrid(passages=(100, 200), index_types=("flat",), workers=(1, 2), replicas=(1, 2, 4))
-    assert cells_in(grid) == 2 * 2 * (3 + 1)  # N x W x (ray R=1,2,4 + local)
+    assert cells_in(grid) == 3 * 2 * (3 + 1)  # (2 N + the S=2 point) x W x (ray R=1,2,4 + local)
+    assert cells_in(replace(grid, compare_shards=None)) == 2 * 2 * (3 + 1)
     with pytest.raises(ValueError, match="index types"):
         SweepGrid(passages=(100,), index_types=("lsh",), workers=(1,), replicas=(1,)).validate()
+
+
+def test_the_sweeps_cluster_has_room_for_every_actor_of_its_most_sharded_point():
+    from rag_job.bench.retrieval import RetrievalBenchConfig
+
+    grid = GRIDS["small"]  # S=1 only, plus the S=2 comparison at its largest N
+    layout = sweep_layout(grid, RetrievalBenchConfig(workers=grid.workers, replicas=grid.replicas))
+    slots = layout.retrieval_nodes * layout.actors_per_retrieval_node
+    assert slots >= max(grid.replicas) * 2

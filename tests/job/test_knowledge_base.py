@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from rag_job.knowledge.ingest import KnowledgeBaseError, ingest, split_into_passages
@@ -270,3 +271,31 @@ class TestCorruptKnowledgeBase:
             KnowledgeBaseLayoutError, match=r"passages/.*\.arrow is 7 bytes, kb\.json recorded"
         ):
             self._load(kb_copy)
+
+
+def test_written_passages_keep_every_embedding_bit_for_bit_in_order(tmp_path):
+    """The embeddings column is built from the matrix's own buffer (`embeddings_column`), not
+    row by row; what is read back must be the same float32 rows, in passage order."""
+    from rag_job.knowledge.index import write_knowledge_base
+    from rag_job.knowledge.ingest import Passage
+    from rag_job.retrieval.searcher import load_passages
+
+    rng = np.random.default_rng(7)
+    embeddings = rng.standard_normal((257, 12)).astype(np.float32)
+    passages = [Passage(source_id=f"p{i}", title=f"t{i}", text=f"x{i}") for i in range(len(embeddings))]
+    write_knowledge_base(
+        passages, np.asfortranarray(embeddings), tmp_path / "kb", index_type="flat", shards=2
+    )
+
+    dataset = load_passages(tmp_path / "kb")
+    assert dataset.features["embeddings"].length == 12
+    assert dataset["id"] == [p.source_id for p in passages]
+    np.testing.assert_array_equal(np.asarray(dataset["embeddings"], dtype=np.float32), embeddings)
+
+    # Its fingerprint (datasets' cache key) follows the content: the same again, another if one value moves.
+    write_knowledge_base(passages, embeddings, tmp_path / "same", index_type="flat")
+    changed = embeddings.copy()
+    changed[100, 3] += 1.0
+    write_knowledge_base(passages, changed, tmp_path / "changed", index_type="flat")
+    assert load_passages(tmp_path / "same")._fingerprint == dataset._fingerprint
+    assert load_passages(tmp_path / "changed")._fingerprint != dataset._fingerprint
