@@ -92,9 +92,8 @@ def trained_ctx_encoder(model):
     return getattr(model, "module", model).rag.ctx_encoder
 
 
-def save_ctx_encoder(encoder, source: str | Path, target: Path) -> None:
-    """Write `encoder` and its tokenizer (unchanged, read from `source`) to `target`."""
-    from transformers import AutoTokenizer
-
+def save_ctx_encoder(encoder, tokenizer, target: Path) -> None:
+    """Write `encoder` and its tokenizer to `target` (from memory: the directory they were loaded
+    from, a resumed checkpoint, may be rotated away by then)."""
     encoder.save_pretrained(target)
-    AutoTokenizer.from_pretrained(str(source)).save_pretrained(target)
+    tokenizer.save_pretrained(target)

@@ -76,6 +76,19 @@ def start_retrieval(config: JobConfig):
     return spec, pool
 
 
+def start_encoders(config: JobConfig):
+    """End-to-end: the actors that re-encode the passages on each refresh, started now so their
+    start-up overlaps the trainers' instead of delaying the first refresh (None when off)."""
+    e2e = config.retrieval.end_to_end
+    if e2e is None:
+        return None
+    from rag_job.knowledge.encoder_pool import EncoderPool
+
+    return EncoderPool(
+        config.retrieval.knowledge_base, e2e.encode_actors, e2e.encode_threads, e2e.encode_batch_size
+    )
+
+
 def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSummary:
     """Train on the Ray cluster this process is connected to; returns what was published.
 
@@ -83,6 +96,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     """
     marks: dict[str, float] = {}  # start-up marks (rag_job/train/timeline.py)
     mark(marks, START_MARK)
+    config = _with_end_to_end_paths(config)
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -101,6 +115,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     mark(marks, "retrieval_started")
     if config.retrieval.mode == "ray":
         spec, pool = start_retrieval(config)
+    encoders = start_encoders(config)
     mark(marks, "retrieval_ready")
 
     scaling = config.scaling
@@ -111,6 +126,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
             "job": config.to_json(),
             "pool": asdict(spec) if spec else None,
             "fail_at_step": fail_at_step,
+            "encoders": encoders,
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=scaling.num_workers,
@@ -131,7 +147,11 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
             callbacks=[ProgressGauges(config.name, config.output_dir)],
         ),
     )
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    finally:
+        if encoders is not None:
+            encoders.close()
     if result.checkpoint is None:
         raise RuntimeError(
             f"training finished without a checkpoint; see the Ray Train logs of run {config.name!r}"
@@ -145,6 +165,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     if model_dir.exists():
         shutil.rmtree(model_dir)
     shutil.copytree(checkpoint_dir / CHECKPOINT_MODEL_DIR, model_dir)
+    _copy_ctx_encoder(checkpoint_dir, output_dir)
     _point_config_at_knowledge_base(config, model_dir)
     export = write_export(config, model_dir, output_dir / EXPORT_DIR)
 
@@ -216,6 +237,31 @@ def write_export(config: JobConfig, model_dir: Path, target: Path) -> dict:
     return {"written": True, "dir": EXPORT_DIR, "index_method": done.index_method}
 
 
+def _with_end_to_end_paths(config: JobConfig) -> JobConfig:
+    """End-to-end: the knowledge base and the starting context encoder as absolute paths (the
+    trainers write index versions there and load the encoder; their working directory differs)."""
+    from rag_job.train.ctx_encoder import resolve_ctx_encoder
+
+    e2e = config.retrieval.end_to_end
+    if e2e is None:
+        return config
+    e2e = e2e.model_copy(update={"ctx_encoder": resolve_ctx_encoder(config)})
+    retrieval = config.retrieval.model_copy(
+        update={"knowledge_base": str(Path(config.retrieval.knowledge_base).resolve()), "end_to_end": e2e}
+    )
+    return config.model_copy(update={"retrieval": retrieval})
+
+
+def _copy_ctx_encoder(checkpoint_dir: Path, output_dir: Path) -> None:
+    """End-to-end: output_dir/ctx_encoder, the trained context encoder (re-encode the index with it)."""
+    from rag_job.train.ctx_encoder import CTX_ENCODER_DIR
+
+    if (checkpoint_dir / CTX_ENCODER_DIR).is_dir():
+        if (output_dir / CTX_ENCODER_DIR).exists():
+            shutil.rmtree(output_dir / CTX_ENCODER_DIR)
+        shutil.copytree(checkpoint_dir / CTX_ENCODER_DIR, output_dir / CTX_ENCODER_DIR)
+
+
 def _point_config_at_knowledge_base(config: JobConfig, model_dir: Path) -> None:
     """Save the model's RagConfig with this knowledge base, so `RagRetriever.from_pretrained(model_dir)` works."""
     from rag_job.train.model_io import rag_config_for
@@ -224,6 +270,8 @@ def _point_config_at_knowledge_base(config: JobConfig, model_dir: Path) -> None:
 
 
 def write_metrics(summary: RunSummary, state: dict) -> None:
+    from rag_job.train.refresh import refresh_summary
+
     history = summary.history
     metrics = {
         "steps": history[-1]["step"] if history else 0,
@@ -246,6 +294,7 @@ def write_metrics(summary: RunSummary, state: dict) -> None:
         "trainer_nodes": summary.trainer_nodes,
         "retrieval_actors": summary.actors,
         "export": summary.export,
+        "end_to_end": refresh_summary(state.get("index"), history),
         "history": history,
     }
     (summary.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
