@@ -108,6 +108,13 @@ class EndToEndConfig(_Strict):
         "rag_retrieval slot (they borrow the retrieval pods' CPU time in bursts).",
     )
     encode_batch_size: int = Field(default=64, ge=1, description="Passages per encoder forward pass.")
+    rerank_candidates: int | None = Field(
+        default=None,
+        ge=2,
+        description="Between refreshes, retrieve this many (more than retrieval.n_docs) from the stale "
+        "index and keep the n_docs the current context encoder scores highest (no gradient). Unset: "
+        "no reranking.",
+    )
     encode_threads: int = Field(
         default=1,
         ge=1,
@@ -185,6 +192,11 @@ class RetrievalConfig(_Strict):
             raise ValueError(
                 f"retrieval.end_to_end.ctx_encoder must be a directory every node sees, not the URI "
                 f"{e2e.ctx_encoder!r}: copy it next to the knowledge base"
+            )
+        if e2e.rerank_candidates is not None and e2e.rerank_candidates <= self.n_docs:
+            raise ValueError(
+                f"retrieval.end_to_end.rerank_candidates ({e2e.rerank_candidates}) must exceed retrieval.n_docs "
+                f"({self.n_docs}): rerank over more candidates than are kept, or remove it"
             )
         if self.passages_path is not None or self.index_path is not None:
             raise ValueError(

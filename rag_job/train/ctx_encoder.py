@@ -64,14 +64,21 @@ def resolve_ctx_encoder(config: JobConfig) -> str:
     return str(path)
 
 
-def attach_ctx_encoder(model, retriever, source: str | Path):
-    """Load the encoder and tokenizer from `source` and make `model` train it (see module doc)."""
+def attach_ctx_encoder(model, retriever, source: str | Path, rerank_candidates: int | None = None):
+    """Load the encoder and tokenizer from `source` and make `model` train it (see module doc);
+    with `rerank_candidates`, the retriever reranks that many candidates with it."""
     from transformers import AutoTokenizer, DPRContextEncoder
 
     encoder = DPRContextEncoder.from_pretrained(str(source))
     encoder.train()
     model.set_context_encoder_for_training(encoder)
     retriever.set_ctx_encoder_tokenizer(AutoTokenizer.from_pretrained(str(source)))
+    if rerank_candidates:
+        from rag_job.retrieval.rerank import ContextReranker
+
+        retriever.reranker = ContextReranker(
+            encoder, retriever.ctx_encoder_tokenizer, retriever.index, rerank_candidates
+        )
     return encoder
 
 

@@ -200,7 +200,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         from rag_job.train.ctx_encoder import CTX_ENCODER_DIR, attach_ctx_encoder, resolve_ctx_encoder
 
         ctx_source = str(resume_dir / CTX_ENCODER_DIR) if resume_dir else resolve_ctx_encoder(config)
-        attach_ctx_encoder(model, retriever, ctx_source)
+        attach_ctx_encoder(model, retriever, ctx_source, config.retrieval.end_to_end.rerank_candidates)
     mark(startup, "model_loaded")
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": False})
     mark(startup, "ddp_ready")

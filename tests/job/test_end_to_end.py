@@ -13,7 +13,15 @@ from tests.job.test_training import make_config
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
-def e2e_config(tiny_assets, tmp_path, kb_dir, name: str, refresh_every_steps: int = 2, **overrides):
+def e2e_config(
+    tiny_assets,
+    tmp_path,
+    kb_dir,
+    name: str,
+    refresh_every_steps: int = 2,
+    rerank_candidates=None,
+    **overrides,
+):
     return make_config(
         tiny_assets,
         tmp_path,
@@ -24,6 +32,7 @@ def e2e_config(tiny_assets, tmp_path, kb_dir, name: str, refresh_every_steps: in
             "ctx_encoder": str(tiny_assets.ctx_encoder),
             "encode_actors": 2,
             "encode_batch_size": 16,
+            "rerank_candidates": rerank_candidates,
         },
         export_knowledge_base="never",
         **overrides,
@@ -92,8 +101,9 @@ def test_resumed_job_loads_the_context_encoder_and_index_version_from_its_checkp
     from rag_job.train.driver import run_training
 
     config = e2e_config(
-        tiny_assets, tmp_path, kb_copy, "e2e-resume", training__max_steps=6, checkpoint__every_steps=3
-    )
+        tiny_assets, tmp_path, kb_copy, "e2e-resume", training__max_steps=6, checkpoint__every_steps=3,
+        rerank_candidates=6,
+    )  # fmt: skip
     run_training(config, fail_at_step=4)
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["resumed_from_step"] == 3 and metrics["restarts"] == 1

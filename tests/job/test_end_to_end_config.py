@@ -35,6 +35,7 @@ def _config(tmp_path, kb: str, **e2e_and_retrieval) -> dict:
         ({"refresh_every_steps": 0}, "retrieval.end_to_end.refresh_every_steps"),
         ({"encode_actors": 0}, "retrieval.end_to_end.encode_actors"),
         ({"rerank_every": 3}, "retrieval.end_to_end.rerank_every: Extra inputs are not permitted"),
+        ({"rerank_candidates": 5}, "rerank_candidates (5) must exceed retrieval.n_docs (5)"),
     ],
 )
 def test_end_to_end_is_refused_where_it_cannot_work(tmp_path, overrides, expected):
