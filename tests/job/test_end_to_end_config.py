@@ -93,3 +93,19 @@ def test_context_encoder_path_problems_name_the_field_and_the_fix(tiny_assets, t
     (kb / "kb.json").write_text(json.dumps(meta))
     resolved = resolve_ctx_encoder(JobConfig.from_dict(_config(tmp_path, str(kb))))
     assert resolved == str(tiny_assets.ctx_encoder.resolve())
+
+
+def test_pre_flight_names_a_missing_context_encoder_before_any_cluster_work(tiny_assets, tmp_path):
+    from rag_job.train.preflight import check_before_cluster_work
+    from tests.job.kb_files import copy_kb
+
+    data = _config(tmp_path, str(copy_kb(tiny_assets.kb_flat_2shards, tmp_path / "kb")))
+    data["model"]["path"] = str(tiny_assets.rag)
+    data["data"]["train_path"] = str(tiny_assets.qa_train)
+    data["checkpoint"] = {"storage_path": str(tmp_path / "ckpt")}
+    data["output_dir"] = str(tmp_path / "out")
+    with pytest.raises(ConfigError) as err:
+        check_before_cluster_work(JobConfig.from_dict(data))
+    assert "retrieval.end_to_end.ctx_encoder: the knowledge base" in str(err.value)
+    data["retrieval"]["end_to_end"]["ctx_encoder"] = str(tiny_assets.ctx_encoder)
+    check_before_cluster_work(JobConfig.from_dict(data))  # passes
