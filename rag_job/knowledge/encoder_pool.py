@@ -36,6 +36,9 @@ class PassageEncoder:
     def __init__(self, kb_dir: str, start: int, end: int, torch_threads: int):
         import torch
 
+        # Imported now, while the trainers start, rather than on the first refresh (seconds here).
+        from transformers import DPRContextEncoder, DPRContextEncoderTokenizerFast  # noqa: F401
+
         from rag_job.retrieval.searcher import load_passages
 
         torch.set_num_threads(torch_threads)
