@@ -82,6 +82,47 @@ class ModelConfig(_Strict):
     )
 
 
+#: `scheme://...`: an object-store (or other fsspec) URI rather than a filesystem path.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class EndToEndConfig(_Strict):
+    """Train the DPR context encoder too, re-encoding the knowledge base while training runs."""
+
+    refresh_every_steps: int = Field(
+        ge=1,
+        description="Every N optimizer steps rank 0 snapshots the context encoder and re-encodes the "
+        "knowledge base into a new index version in the background; the retrieval actors swap to it "
+        "when it is written (training goes on over the previous index meanwhile).",
+    )
+    ctx_encoder: str | None = Field(
+        default=None,
+        description="The DPR context encoder to start from (a directory every node sees, with its "
+        "tokenizer). Default: the one kb.json records (`build-index --ctx-encoder`).",
+    )
+    encode_actors: int = Field(
+        default=1,
+        ge=1,
+        description="Ray actors, started once per job, that re-encode the passages on each refresh "
+        "(each holds a slice); placed on retrieval nodes when there are any, reserving no CPU and no "
+        "rag_retrieval slot (they borrow the retrieval pods' CPU time in bursts).",
+    )
+    encode_batch_size: int = Field(default=64, ge=1, description="Passages per encoder forward pass.")
+    rerank_candidates: int | None = Field(
+        default=None,
+        ge=2,
+        description="Between refreshes, retrieve this many (more than retrieval.n_docs) from the stale "
+        "index and keep the n_docs the current context encoder scores highest (no gradient). Unset: "
+        "no reranking.",
+    )
+    encode_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Torch threads per encode actor: kept low so a refresh does not starve the "
+        "retrieval actors it shares nodes with.",
+    )
+
+
 class RetrievalConfig(_Strict):
     """Where the knowledge base lives and how trainers reach it."""
 
@@ -117,6 +158,52 @@ class RetrievalConfig(_Strict):
         description="Name of a running retrieval service (RagRetrievalCluster) whose actors are used "
         "instead of starting new ones.",
     )
+    end_to_end: EndToEndConfig | None = Field(
+        default=None,
+        description="Train the context encoder too and refresh the index while training runs (Hugging "
+        "Face's rag-end2end-retriever, without its stop-the-world reload). Needs mode ray, no cluster, "
+        "and a knowledge_base that is a filesystem path every node sees (a PVC or local path; object-"
+        "store URIs are not supported yet): the new index versions are written beside the old one.",
+    )
+
+    @model_validator(mode="after")
+    def _end_to_end_fits(self) -> RetrievalConfig:
+        e2e = self.end_to_end
+        if e2e is None:
+            return self
+        if self.mode != "ray":
+            raise ValueError(
+                f"retrieval.end_to_end needs retrieval.mode 'ray' (the index swap runs in the retrieval "
+                f"actors), not {self.mode!r}: set mode: ray or remove end_to_end"
+            )
+        if self.cluster is not None:
+            raise ValueError(
+                f"retrieval.end_to_end cannot be used with retrieval.cluster ({self.cluster!r}): a shared "
+                "retrieval service serves other jobs and its index must not change under them; remove "
+                "cluster (the job then starts its own retrieval actors) or end_to_end"
+            )
+        if _URI.match(self.knowledge_base):
+            raise ValueError(
+                f"retrieval.end_to_end needs retrieval.knowledge_base to be a filesystem path every node "
+                f"sees (a PVC or local path), not the URI {self.knowledge_base!r}: new index versions are "
+                "written beside it; copy the knowledge base to a shared volume"
+            )
+        if e2e.ctx_encoder is not None and _URI.match(e2e.ctx_encoder):
+            raise ValueError(
+                f"retrieval.end_to_end.ctx_encoder must be a directory every node sees, not the URI "
+                f"{e2e.ctx_encoder!r}: copy it next to the knowledge base"
+            )
+        if e2e.rerank_candidates is not None and e2e.rerank_candidates <= self.n_docs:
+            raise ValueError(
+                f"retrieval.end_to_end.rerank_candidates ({e2e.rerank_candidates}) must exceed retrieval.n_docs "
+                f"({self.n_docs}): rerank over more candidates than are kept, or remove it"
+            )
+        if self.passages_path is not None or self.index_path is not None:
+            raise ValueError(
+                "retrieval.end_to_end re-indexes the knowledge base's own passages: remove "
+                "retrieval.passages_path and retrieval.index_path"
+            )
+        return self
 
 
 class DataConfig(_Strict):

@@ -207,6 +207,42 @@ def train(
     _run_and_print(config, run_train_bench, train_markdown, out, "train.json", "train.md")
 
 
+@app.command("end-to-end")
+def end_to_end(
+    out: Annotated[Path, typer.Option(help="Output directory: end-to-end/end_to_end.{json,md}.")] = Path(
+        "out/bench"
+    ),
+    entities: Annotated[int, typer.Option(help="Invented entities of the knowledge base.")] = 600,
+    steps: Annotated[int, typer.Option(help="Optimizer steps per run.")] = 300,
+    refresh_every: Annotated[int, typer.Option(help="End-to-end: refresh the index every N steps.")] = 25,
+    seed: Annotated[int, typer.Option(help="Seed of the data, models and training.")] = 0,
+    dpr_steps: Annotated[int, typer.Option(help="DPR warm-up steps of the tiny models.")] = 600,
+    reader_steps: Annotated[
+        int, typer.Option(help="Generator reading warm-up steps at most (0: none; EM then says little).")
+    ] = 2000,
+    runs: Annotated[str, typer.Option(help="Runs: frozen, question_encoder, end_to_end.")] = (
+        "frozen,question_encoder,end_to_end"
+    ),
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate of every run.")] = 1e-4,
+) -> None:
+    """Frozen retriever vs end-to-end retriever training on the demo's held-out entities."""
+    from rag_job.bench.end_to_end import EndToEndBenchConfig, end_to_end_markdown, run_end_to_end_bench
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = EndToEndBenchConfig(
+        out_dir=out,
+        entities=entities,
+        steps=steps,
+        refresh_every_steps=refresh_every,
+        seed=seed,
+        dpr_steps=dpr_steps,
+        reader_steps=reader_steps,
+        runs=tuple(r.strip() for r in runs.split(",") if r.strip()),
+        learning_rate=learning_rate,
+    )
+    _run_and_print(config, run_end_to_end_bench, end_to_end_markdown, out, "end-to-end/end_to_end.json")
+
+
 @app.command()
 def startup(
     out: Annotated[Path, typer.Option(help="Output directory: startup.json, startup.md.")] = Path(

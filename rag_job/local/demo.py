@@ -79,8 +79,16 @@ def demo_config(out: Path, inputs: DemoInputs, run: str, max_steps: int, seed: i
     )
 
 
-def prepare_inputs(out: Path, console: Console, seed: int) -> DemoInputs:
-    """The knowledge base and questions, the tiny models, the real and the unrelated index."""
+def prepare_inputs(
+    out: Path,
+    console: Console,
+    seed: int,
+    entities: int = DEMO_ENTITIES,
+    dpr_steps: int = 600,
+    reader_steps: int = 2000,
+) -> DemoInputs:
+    """The knowledge base and questions, the tiny models, the real and the unrelated index
+    (`reader_steps` 0: no reading warm-up of the generator)."""
     import numpy as np
 
     from rag_job.knowledge.index import encode_passages, write_knowledge_base
@@ -89,7 +97,7 @@ def prepare_inputs(out: Path, console: Console, seed: int) -> DemoInputs:
     from rag_job.local.tiny_models import build_tiny_models, reading_pairs_for, retrieval_pairs_for
     from rag_job.train.data import read_examples, read_qa_texts
 
-    kb = generate_entity_kb(entities=DEMO_ENTITIES, seed=seed)
+    kb = generate_entity_kb(entities=entities, seed=seed)
     data = write_entity_kb(kb, out / "data")
     report = ingest(data.knowledge_base)
     train = read_examples(data.qa_train)
@@ -105,9 +113,10 @@ def prepare_inputs(out: Path, console: Console, seed: int) -> DemoInputs:
         corpus,
         out / "models",
         retrieval_pairs=retrieval_pairs_for(report.passages, train),
-        reading_pairs=reading,
+        reading_pairs=reading if reader_steps else None,
+        reader_steps=reader_steps,
         seed=seed,
-        dpr_steps=600,
+        dpr_steps=dpr_steps,
     )
     embeddings = encode_passages(report.passages, paths.ctx_encoder)
     # The ablation's index: the same passages under random vectors of the same size, so each

@@ -45,6 +45,8 @@ class _TimedRetriever(RagRetriever):
     def __init__(self, config: RagConfig, tokenizer: RagTokenizer, kb_dir: str | Path, passages_path=None):
         self.kb_dir = str(kb_dir)
         self.latencies_ms: list[float] = []
+        #: End-to-end training may set a `rag_job.retrieval.rerank.ContextReranker`.
+        self.reranker = None
         super().__init__(
             config,
             question_encoder_tokenizer=tokenizer.question_encoder,
@@ -58,7 +60,13 @@ class _TimedRetriever(RagRetriever):
 
     def retrieve(self, question_hidden_states: np.ndarray, n_docs: int):
         started = time.perf_counter()
-        doc_ids, doc_embeds = self._search(np.asarray(question_hidden_states, dtype=np.float32), n_docs)
+        queries = np.asarray(question_hidden_states, dtype=np.float32)
+        if self.reranker is not None and self.reranker.candidates > n_docs:
+            doc_ids, _ = self._search(queries, self.reranker.candidates)
+            self.latencies_ms.append((time.perf_counter() - started) * 1000)  # the search, not the rerank
+            doc_ids, doc_embeds = self.reranker(queries, doc_ids, n_docs)
+            return doc_embeds, doc_ids, self.index.get_doc_dicts(doc_ids)
+        doc_ids, doc_embeds = self._search(queries, n_docs)
         self.latencies_ms.append((time.perf_counter() - started) * 1000)
         return doc_embeds, doc_ids, self.index.get_doc_dicts(doc_ids)
 

@@ -113,6 +113,19 @@ class IndexLoadWatcher:
             raise self.error
 
 
+def start_encoders(config: JobConfig):
+    """End-to-end: the actors that re-encode the passages on each refresh, started now so their
+    start-up overlaps the trainers' instead of delaying the first refresh (None when off)."""
+    e2e = config.retrieval.end_to_end
+    if e2e is None:
+        return None
+    from rag_job.knowledge.encoder_pool import EncoderPool
+
+    return EncoderPool(
+        config.retrieval.knowledge_base, e2e.encode_actors, e2e.encode_threads, e2e.encode_batch_size
+    )
+
+
 def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSummary:
     """Train on the Ray cluster this process is connected to; returns what was published.
 
@@ -120,6 +133,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     """
     marks: dict[str, float] = {}  # start-up marks (rag_job/train/timeline.py)
     mark(marks, START_MARK)
+    config = _with_end_to_end_paths(config)
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -139,6 +153,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     if config.retrieval.mode == "ray":
         spec, pool = start_retrieval(config, wait=False)
         index_load = IndexLoadWatcher(pool)
+    encoders = start_encoders(config)
 
     scaling = config.scaling
     storage_path, storage_filesystem = ray_storage(config.checkpoint.storage_path)
@@ -148,6 +163,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
             "job": config.to_json(),
             "pool": asdict(spec) if spec else None,
             "fail_at_step": fail_at_step,
+            "encoders": encoders,
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=scaling.num_workers,
@@ -176,6 +192,9 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
                 f"training failed because the retrieval actors did not load the index: {index_load.error}"
             ) from err
         raise
+    finally:
+        if encoders is not None:
+            encoders.close()
     if index_load is not None:
         index_load.join()
         marks[RETRIEVAL_READY_MARK] = index_load.ready_unix or marks["retrieval_started"]
@@ -194,6 +213,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     if model_dir.exists():
         shutil.rmtree(model_dir)
     shutil.copytree(checkpoint_dir / CHECKPOINT_MODEL_DIR, model_dir)
+    _copy_ctx_encoder(checkpoint_dir, output_dir)
     _point_config_at_knowledge_base(config, model_dir)
     export = write_export(config, model_dir, output_dir / EXPORT_DIR)
 
@@ -265,6 +285,31 @@ def write_export(config: JobConfig, model_dir: Path, target: Path) -> dict:
     return {"written": True, "dir": EXPORT_DIR, "index_method": done.index_method}
 
 
+def _with_end_to_end_paths(config: JobConfig) -> JobConfig:
+    """End-to-end: the knowledge base and the starting context encoder as absolute paths (the
+    trainers write index versions there and load the encoder; their working directory differs)."""
+    from rag_job.train.ctx_encoder import resolve_ctx_encoder
+
+    e2e = config.retrieval.end_to_end
+    if e2e is None:
+        return config
+    e2e = e2e.model_copy(update={"ctx_encoder": resolve_ctx_encoder(config)})
+    retrieval = config.retrieval.model_copy(
+        update={"knowledge_base": str(Path(config.retrieval.knowledge_base).resolve()), "end_to_end": e2e}
+    )
+    return config.model_copy(update={"retrieval": retrieval})
+
+
+def _copy_ctx_encoder(checkpoint_dir: Path, output_dir: Path) -> None:
+    """End-to-end: output_dir/ctx_encoder, the trained context encoder (re-encode the index with it)."""
+    from rag_job.train.ctx_encoder import CTX_ENCODER_DIR
+
+    if (checkpoint_dir / CTX_ENCODER_DIR).is_dir():
+        if (output_dir / CTX_ENCODER_DIR).exists():
+            shutil.rmtree(output_dir / CTX_ENCODER_DIR)
+        shutil.copytree(checkpoint_dir / CTX_ENCODER_DIR, output_dir / CTX_ENCODER_DIR)
+
+
 def _point_config_at_knowledge_base(config: JobConfig, model_dir: Path) -> None:
     """Save the model's RagConfig with this knowledge base, so `RagRetriever.from_pretrained(model_dir)` works."""
     from rag_job.train.model_io import rag_config_for
@@ -273,6 +318,8 @@ def _point_config_at_knowledge_base(config: JobConfig, model_dir: Path) -> None:
 
 
 def write_metrics(summary: RunSummary, state: dict) -> None:
+    from rag_job.train.refresh import refresh_summary
+
     history = summary.history
     metrics = {
         "steps": history[-1]["step"] if history else 0,
@@ -295,6 +342,7 @@ def write_metrics(summary: RunSummary, state: dict) -> None:
         "trainer_nodes": summary.trainer_nodes,
         "retrieval_actors": summary.actors,
         "export": summary.export,
+        "end_to_end": refresh_summary(state.get("index"), history),
         "history": history,
     }
     (summary.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

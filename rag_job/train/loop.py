@@ -51,11 +51,20 @@ def _encode_batch(tokenizer, batch: list[QAExample], config: JobConfig, device):
     return inputs["input_ids"].to(device), inputs["attention_mask"].to(device), labels.to(device)
 
 
-def _save_checkpoint(directory: Path, model, tokenizer, optimizer, scheduler, state: dict) -> None:
+def _save_checkpoint(
+    directory: Path, model, tokenizer, optimizer, scheduler, state: dict, ctx_tokenizer=None
+) -> None:
     import torch
 
+    from rag_job.train.ctx_encoder import CTX_ENCODER_DIR, ctx_encoder_detached, save_ctx_encoder
+
     unwrapped = getattr(model, "module", model)
-    unwrapped.save_pretrained(directory / CHECKPOINT_MODEL_DIR)
+    if ctx_tokenizer is not None:  # end-to-end: the context encoder goes beside the RAG model
+        save_ctx_encoder(unwrapped.rag.ctx_encoder, ctx_tokenizer, directory / CTX_ENCODER_DIR)
+        with ctx_encoder_detached(unwrapped):
+            unwrapped.save_pretrained(directory / CHECKPOINT_MODEL_DIR)
+    else:
+        unwrapped.save_pretrained(directory / CHECKPOINT_MODEL_DIR)
     tokenizer.save_pretrained(directory / CHECKPOINT_MODEL_DIR)
     torch.save(
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **state},
@@ -186,6 +195,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if not config.training.train_question_encoder:
         for parameter in model.rag.question_encoder.parameters():
             parameter.requires_grad_(False)
+    ctx_source = None  # end-to-end: where the context encoder and its tokenizer were loaded from
+    if config.retrieval.end_to_end:
+        from rag_job.train.ctx_encoder import CTX_ENCODER_DIR, attach_ctx_encoder, resolve_ctx_encoder
+
+        ctx_source = str(resume_dir / CTX_ENCODER_DIR) if resume_dir else resolve_ctx_encoder(config)
+        attach_ctx_encoder(model, retriever, ctx_source, config.retrieval.end_to_end.rerank_candidates)
     mark(startup, "model_loaded")
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": False})
     mark(startup, "ddp_ready")
@@ -225,6 +240,14 @@ def train_loop_per_worker(loop_config: dict) -> None:
         state["restarts"] = saved.get("restarts", 0) + 1  # resumes of this run, kept in checkpoints
         state["startup"] = saved.get("startup", {})  # the run's start-up, not this resume's
         logger.info("rank %d resumed from checkpoint at step %d", rank, state["step"])
+    refresher = None
+    if config.retrieval.end_to_end and rank == 0:
+        from rag_job.train.refresh import IndexRefresher
+
+        kb = config.retrieval.knowledge_base
+        encoders = loop_config["encoders"]
+        refresher = IndexRefresher(config.retrieval.end_to_end, retriever, encoders, kb)
+        refresher.restore(state.get("index"), ctx_source, resume_dir is not None, model, state["step"])
 
     def run_eval(prefix: str) -> dict[str, float]:
         sums = evaluate(
@@ -310,6 +333,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 "retrieval_retries": retries,  # calls whose replica failed and were sent again (all ranks)
                 "time_unix": time.time(),  # wall clock at the step's end: start-up = first step - submit
             }
+            if config.retrieval.end_to_end:
+                from rag_job.train.refresh import end_to_end_step
+
+                metrics.update(end_to_end_step(refresher, retriever.pool, model, state["step"], done, world))
+                state["index"] = refresher.state() if refresher else None
             state["history"].append(metrics)
             window_latencies.extend(latencies)
             save_now = done or state["step"] % config.checkpoint.every_steps == 0
@@ -325,7 +353,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
             if save_now:
                 with tempfile.TemporaryDirectory() as tmp:
                     if rank == 0:
-                        _save_checkpoint(Path(tmp), model, tokenizer, optimizer, scheduler, state)
+                        ctx_tokenizer = retriever.ctx_encoder_tokenizer  # None unless end-to-end
+                        _save_checkpoint(
+                            Path(tmp), model, tokenizer, optimizer, scheduler, state, ctx_tokenizer
+                        )
                         (Path(tmp) / "metrics.json").write_text(json.dumps(reported))
                     ray.train.report(
                         reported, checkpoint=ray.train.Checkpoint.from_directory(tmp) if rank == 0 else None

@@ -69,6 +69,8 @@ def check_before_cluster_work(config: JobConfig) -> list[str]:
     meta = check_knowledge_base(config, result)
     if meta is not None:
         check_retrieval_against_kb(config, meta, result)
+    if config.retrieval.end_to_end is not None and meta is not None:
+        check_ctx_encoder(config, result)
     check_data(config, result)
     check_writable("checkpoint.storage_path", config.checkpoint.storage_path, result)
     check_writable("output_dir", config.output_dir, result)
@@ -78,6 +80,16 @@ def check_before_cluster_work(config: JobConfig) -> list[str]:
     for note in result.notes:
         logger.warning("pre-flight: %s", note)
     return result.notes
+
+
+def check_ctx_encoder(config: JobConfig, result: Preflight) -> None:
+    """End-to-end training needs a DPR context encoder it can load (configured or kb.json's)."""
+    from rag_job.train.ctx_encoder import FIELD, resolve_ctx_encoder
+
+    try:
+        resolve_ctx_encoder(config)
+    except ConfigError as err:
+        result.problem(FIELD, str(err).removeprefix(f"{FIELD}: "))
 
 
 def check_model(path: str, result: Preflight) -> None:

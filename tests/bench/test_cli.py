@@ -24,6 +24,8 @@ from rag_job.bench.cli import app
         (["retrieval", "--sweep", "--knowledge-base", "kb"], "--knowledge-base"),
         (["retrieval", "--sweep", "--grid", "huge"], "--grid"),
         (["retrieval", "--sweep", "--workers", "0"], "--workers"),
+        (["end-to-end", "--runs", "frozen,magic"], "--runs"),
+        (["end-to-end", "--entities", "10"], "--entities"),
     ],
 )
 def test_bad_bench_option_is_rejected_naming_it(args, named, tmp_path):

@@ -306,6 +306,14 @@ def shared_job_problems(spec: RagFinetuneJobSpec, cluster_name: str) -> Problems
         problems.append(
             ("spec.job.retrieval.mode", f"must be ray with {ref}: the shared actors are Ray actors")
         )
+    if spec.job.retrieval.end_to_end is not None:
+        problems.append(
+            (
+                "spec.job.retrieval.end_to_end",
+                f"must be omitted with {ref}: the shared actors serve other jobs, and their index must "
+                "not change under them (run the job with its own retrieval group)",
+            )
+        )
     return problems
 
 

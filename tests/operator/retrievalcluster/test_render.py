@@ -306,6 +306,10 @@ def test_two_jobs_on_one_cluster_name_the_same_actors() -> None:
         (lambda s: s.update(rayJob={"backoffLimit": 2}), "spec.rayJob.backoffLimit"),
         (lambda s: s["job"]["retrieval"].update(mode="local"), "spec.job.retrieval.mode"),
         (
+            lambda s: s["job"]["retrieval"].update(end_to_end={"refresh_every_steps": 10}),
+            "spec.job.retrieval.end_to_end",
+        ),
+        (
             lambda s: s["job"]["retrieval"].update(knowledge_base="/other"),
             "spec.job.retrieval.knowledge_base",
         ),
