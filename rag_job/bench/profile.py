@@ -20,7 +20,10 @@ from rag_job.retrieval.pool import CallTrace
 #: (phase, what it covers), in call order.
 PHASES = (
     ("prepare", "queries made contiguous float32 (put in the object store when large)"),
-    ("submit", "replica choice and `.remote()`: the queries serialised and handed to Ray"),
+    (
+        "submit",
+        "replica choice and `.remote()`: the queries serialised and handed to Ray (up to the actor's start)",
+    ),
     ("to actor", "request transfer and dispatch to one of the actor's threads"),
     ("batching wait", "in the actor, waiting for the search that serves this call to start"),
     ("FAISS search", "the search serving this call (shared with the calls batched into it)"),
@@ -50,6 +53,12 @@ def phases_ms(trace: CallTrace) -> dict[str, float]:
         trace.embedded,
         trace.ended,
     ]
+    # Ray may hand the request to the actor before `.remote()` returns in the caller, so an
+    # actor stamp can precede the caller's stamp before it. Each boundary is taken as the earliest
+    # of itself and every later stamp: the overlap counts once, in the earlier phase, no phase is
+    # negative, and the phases still add up to the call.
+    for i in range(len(stamps) - 2, -1, -1):
+        stamps[i] = min(stamps[i], stamps[i + 1])
     return {name: (b - a) * 1000 for (name, _), a, b in zip(PHASES, stamps[:-1], stamps[1:], strict=True)}
 
 

@@ -66,7 +66,7 @@ def test_profiled_phases_add_up_to_the_call_time_the_caller_measures(tiny_pool):
         assert total == pytest.approx((trace.ended - trace.started) * 1000)
         # Only the function call itself lies outside the first and last stamps.
         assert total <= outside
-        assert outside - total < max(1.0, 0.1 * outside), (outside, total)
+        assert outside - total < max(2.0, 0.2 * outside), (outside, total)
     result = profile.breakdown(traces)
     assert result["calls"] == 12
     assert result["call_ms_mean"] == pytest.approx(sum(result["phases_ms"].values()))
@@ -132,3 +132,26 @@ def test_unknown_bench_modes_are_rejected_naming_the_choices():
     with pytest.raises(ValueError, match="modes must be some of torch, ray, local"):
         RetrievalBenchConfig(modes=("ray", "grpc")).validate()
     RetrievalBenchConfig(modes=("ray", "local")).validate()
+
+
+def test_an_actor_that_starts_before_remote_returns_counts_the_overlap_once_in_submit():
+    """Ray can run the actor's side before `.remote()` returns in the caller (seen in CI: the
+    actor arrived 1.3 ms before the caller's `submitted` stamp). The overlap goes to `submit`,
+    `to actor` is 0, and the phases still add up to the call."""
+    from rag_job.retrieval.answers import ActorTimings
+    from rag_job.retrieval.pool import CallTrace
+
+    actor = ActorTimings(arrived=10.0010, search_started=10.0011, search_ended=10.0031, returned=10.0032)
+    trace = CallTrace(
+        started=10.0, prepared=10.0001, submitted=10.0023, answered=10.0040, merged=10.0041,
+        embedded=10.0043, ended=10.0044, actor=actor,
+    )  # fmt: skip
+
+    phases = profile.phases_ms(trace)
+
+    assert phases["submit"] == pytest.approx(0.9)  # prepared -> the actor's arrival
+    assert phases["to actor"] == 0.0
+    assert phases["batching wait"] == pytest.approx(0.1)
+    assert phases["FAISS search"] == pytest.approx(2.0)
+    assert min(phases.values()) >= 0
+    assert sum(phases.values()) == pytest.approx(4.4)
