@@ -296,6 +296,7 @@ class RetrievalActor:
                 # rss/pss/anon/file bytes: mapped index pages are shared, anon memory is not
                 **process_memory(),
                 "index_mapped": self.searcher.index_mapped,
+                **(self.searcher.prefetch.summary() if self.searcher.prefetch else {}),
                 "index_bytes": self.searcher.index_bytes,
                 "embeddings_bytes": self.searcher.embeddings_bytes,
             }
@@ -345,7 +346,9 @@ class RetrievalActor:
         with self._lock:
             if version == self._active:
                 raise ValueError(f"shard {self.shard}: version {version} is active; activate another first")
-            self._versions.pop(version, None)
+            dropped = self._versions.pop(version, None)
+            if dropped is not None:
+                dropped.close()
             return self._version_done.wait_for(lambda: self._version_calls.get(version, 0) == 0, timeout_s)
 
 

@@ -23,6 +23,7 @@ from rag_job.knowledge.layout import (
     passages_path,
 )
 from rag_job.retrieval.faiss_settings import use_blas_for_batches
+from rag_job.retrieval.prefetch import start_prefetch
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +238,8 @@ class ShardSearcher:
         path = index_path(kb_dir, self.meta, shard)
         self.index, self.index_mapped = load_faiss_index(path, mmap)
         self.index_bytes = path.stat().st_size
+        # mapped: read the file into the page cache now, not page by page in the first searches
+        self.prefetch = start_prefetch(path) if self.index_mapped else None
         use_blas_for_batches()
         if self.index.d != self.meta.dim or self.index.ntotal != info.end - info.start:
             raise KnowledgeBaseLayoutError(
@@ -255,6 +258,11 @@ class ShardSearcher:
         self.version = 0
         self.embeddings_bytes = (self.end - self.start) * self.meta.dim * 4  # float32 rows
         self.load_seconds = time.perf_counter() - started
+
+    def close(self) -> None:
+        """Stop the background prefetch (the searcher is being dropped)."""
+        if self.prefetch is not None:
+            self.prefetch.stop()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(scores [B, k], global ids [B, k], embeddings [B, k, D]); missing hits are -1 / zeros."""
