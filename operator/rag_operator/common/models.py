@@ -159,8 +159,9 @@ class RetrievalGroupSpec(Placement):
     memory: Quantity | None = Field(
         default=None,
         description="Memory request and limit per retrieval pod. When omitted it is computed and "
-        "shown in status.retrievalMemory: ceil_Gi(actorsPerPod x shardBytes x memoryHeadroom + "
-        "memoryOverhead), shardBytes = indexSize / shards, or the largest shard in kb.json.",
+        "shown in status.retrievalMemory: ceil_Gi(min(actorsPerPod, shards) x shardBytes x "
+        "memoryHeadroom + memoryOverhead), shardBytes = indexSize / shards, or the largest shard "
+        "in kb.json (actors map their shard, so those serving the same shard on a pod share it).",
     )
     index_size: Quantity | None = Field(
         default=None,
@@ -168,7 +169,11 @@ class RetrievalGroupSpec(Placement):
         "sizes are read from the knowledge base's kb.json if the operator can read it.",
     )
     memory_headroom: float = Field(
-        default=1.5, ge=1, le=100, description="Multiplier on the index bytes held by one pod."
+        default=1.5,
+        ge=1,
+        le=100,
+        description="Multiplier on the index bytes held by one pod (covers each actor's private "
+        "memory, e.g. an HNSW graph, and a second index version during a swap).",
     )
     memory_overhead: Quantity = Field(
         default="2Gi", description="Fixed memory added per pod (Ray, Python, passages)."

@@ -88,10 +88,18 @@ def check_positive_cpu(cpu: str, field: str) -> Problems:
 
 
 def retrieval_pod_memory_bytes(
-    shard_bytes: Decimal, actors_per_pod: int, headroom: float, overhead: Decimal
+    shard_bytes: Decimal, actors_per_pod: int, shards: int, headroom: float, overhead: Decimal
 ) -> Decimal:
-    """Each actor holds one shard in RAM: actorsPerPod x shard bytes x headroom + overhead."""
-    return Decimal(actors_per_pod) * shard_bytes * Decimal(str(headroom)) + overhead
+    """min(actorsPerPod, shards) x shard bytes x headroom + overhead.
+
+    Each actor memory-maps its shard's index file, so the actors of one pod that serve the same
+    shard share one copy in the page cache; a pod holds at most min(actorsPerPod, shards)
+    different shards (which actors land together is Ray's choice). The headroom covers what
+    each actor keeps privately (an HNSW graph is read, about a tenth of its index) and the
+    second version a swap holds for a moment.
+    """
+    copies = min(actors_per_pod, shards)
+    return Decimal(copies) * shard_bytes * Decimal(str(headroom)) + overhead
 
 
 def retrieval_memory(
@@ -127,6 +135,7 @@ def retrieval_memory(
     total = retrieval_pod_memory_bytes(
         shard_bytes,
         retrieval.actors_per_pod,
+        retrieval.shards,
         retrieval.memory_headroom,
         parse_quantity(retrieval.memory_overhead),
     )

@@ -312,7 +312,7 @@ def test_names_and_labels_are_deterministic() -> None:
 def test_retrieval_memory_is_computed_from_the_index_size() -> None:
     doc = load_example("gpu")  # 64Gi index, 4 shards, 2 actors per pod, headroom 1.5, overhead 2Gi
     _, plan = render.rayjob_for(doc, no_kb_metadata)
-    expected = retrieval_pod_memory_bytes(parse_quantity("64Gi") / 4, 2, 1.5, parse_quantity("2Gi"))
+    expected = retrieval_pod_memory_bytes(parse_quantity("64Gi") / 4, 2, 4, 1.5, parse_quantity("2Gi"))
     assert expected == Decimal(50 * GI)
     assert plan.retrieval_memory == "50Gi" and plan.retrieval_memory_computed
     (container,) = groups(render.rayjob_for(doc, no_kb_metadata)[0])["retrieval"]["template"]["spec"][
@@ -329,6 +329,17 @@ def test_retrieval_memory_rounds_up_to_whole_gi() -> None:
     )
     plan = plan_job("x", spec, no_kb_metadata)
     assert plan.retrieval_memory == "3Gi"  # 150Mi + 2Gi -> 3Gi
+
+
+def test_actors_of_a_pod_that_serve_one_shard_share_its_memory() -> None:
+    """Four replicas of one mapped shard on a pod need one copy of it, not four; with more
+    shards than actors per pod, every actor may hold a different one."""
+    base = {"replicas": 1, "indexSize": "10Gi", "cpu": 4, "actorsPerPod": 4}
+    one_shard = plan_job("x", parse_spec({**load_example("cpu")["spec"], "retrieval": base}), no_kb_metadata)
+    assert one_shard.retrieval_memory == "17Gi"  # 10Gi x 1.5 + 2Gi
+    eight = {**base, "shards": 8, "replicas": 2}  # 8 actors, one per shard, 4 on a pod
+    many = plan_job("x", parse_spec({**load_example("cpu")["spec"], "retrieval": eight}), no_kb_metadata)
+    assert many.retrieval_memory == "10Gi"  # 4 x 10Gi/8 x 1.5 + 2Gi = 9.5Gi -> 10Gi
 
 
 def test_given_retrieval_memory_is_used_as_is() -> None:
