@@ -14,10 +14,14 @@ pending on Kubernetes, and requesting CPUs would too when the retrieval actors r
 CPU of their pods. So the encode actors reserve nothing (num_cpus=0), are pinned softly to the
 nodes that declare `rag_retrieval` (anywhere when there are none), and run `torch_threads`
 threads each: a refresh borrows the retrieval nodes' CPU time in bursts, not the trainers'.
+They also run at the lowest CPU priority (niceness `RAG_ENCODE_NICE`, 19 by default; Ray starts
+every worker at 15): the retrieval actors' searches, and the trainers where they share a
+machine, go first, and a refresh takes the CPU time they leave.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -28,6 +32,19 @@ from rag_job.knowledge.index import encode_passages, shard_ranges
 from rag_job.knowledge.ingest import Passage
 from rag_job.knowledge.layout import load_meta
 from rag_job.knowledge.versions import IndexVersion
+
+NICE_ENV = "RAG_ENCODE_NICE"
+DEFAULT_NICE = 19
+
+
+def encode_niceness() -> int:
+    """The niceness to run at: $RAG_ENCODE_NICE (0-19; 19 by default); a wrong value names the fix."""
+    raw = os.environ.get(NICE_ENV, str(DEFAULT_NICE)).strip()
+    if not raw.isdigit() or int(raw) > 19:
+        raise ValueError(
+            f"{NICE_ENV}={raw!r} must be a whole number from 0 to 19; unset it for {DEFAULT_NICE}"
+        )
+    return int(raw)
 
 
 class PassageEncoder:
@@ -42,6 +59,8 @@ class PassageEncoder:
         from rag_job.retrieval.searcher import load_passages
 
         torch.set_num_threads(torch_threads)
+        # background work: searches and trainers first (a process can only lower its priority)
+        self.niceness = os.nice(max(0, encode_niceness() - os.nice(0)))
         self.kb_dir = kb_dir
         rows = load_passages(kb_dir).select_columns(["title", "text"]).select(range(start, end))
         self.passages = [
@@ -51,6 +70,10 @@ class PassageEncoder:
 
     def ready(self) -> int:
         return len(self.passages)
+
+    def priority(self) -> int:
+        """This process's niceness (what `os.nice` reports)."""
+        return os.nice(0)
 
     def encode(self, encoder_path: str, batch_size: int) -> np.ndarray:
         return encode_passages(self.passages, encoder_path, batch_size=batch_size, progress=False)
