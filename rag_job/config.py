@@ -121,6 +121,15 @@ class EndToEndConfig(_Strict):
         description="Torch threads per encode actor: kept low so a refresh does not starve the "
         "retrieval actors it shares nodes with.",
     )
+    refresh_at_end: bool = Field(
+        default=True,
+        description="When training ends on an index older than the final context encoder, wait for a "
+        "running refresh, then re-encode once more with the final encoder before the final evaluation "
+        "and the export, so both use the trained retriever. Turn off when the knowledge base is so large "
+        "that one more re-encode costs too much: the evaluation and export then use the last index "
+        "written, and metrics.json (end_to_end.final_index) and export.json say its version and the step "
+        "its encoder was copied at.",
+    )
 
 
 class RetrievalConfig(_Strict):
