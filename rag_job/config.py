@@ -125,7 +125,8 @@ class EndToEndConfig(_Strict):
         default=True,
         description="When training ends on an index older than the final context encoder, wait for a "
         "running refresh, then re-encode once more with the final encoder before the final evaluation "
-        "and the export, so both use the trained retriever. Turn off when the knowledge base is so large "
+        "and the export, so both use the trained retriever (the other trainers wait in a collective that "
+        "Ray Train times out after 30 minutes). Turn off when the knowledge base is so large "
         "that one more re-encode costs too much: the evaluation and export then use the last index "
         "written, and metrics.json (end_to_end.final_index) and export.json say its version and the step "
         "its encoder was copied at.",
@@ -328,7 +329,8 @@ class JobConfig(_Strict):
         default="auto",
         description="Also write output_dir/export: the model with the passages and ONE FAISS index of "
         "the whole knowledge base, a directory plain transformers loads with no rag_job, movable "
-        "(`python -m rag_job export` writes the same). auto: when the knowledge base's index and "
+        "(`python -m rag_job export` writes the same); with end_to_end, of the index version the job "
+        "finished on. auto: when the knowledge base's index and "
         "passages take at most 2 GiB (a copy of a larger one is left to the export command).",
     )
 
