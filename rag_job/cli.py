@@ -246,14 +246,23 @@ def export(
     out: Annotated[
         str, typer.Option(help="New directory to write (must not exist or be empty), or a URI to upload to.")
     ],
+    index_version: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Index version to export (end-to-end training writes versions under KB/index/). "
+            "Default: the one the knowledge base serves (index/current.json), 0 (kb.json's) when none.",
+        ),
+    ] = None,
 ) -> None:
     """Write one directory plain transformers loads with no rag_job: the model, its tokenizers, the
     passages and ONE FAISS index over the whole knowledge base (shards merged). Its README.md says
-    how to load it; the directory can be moved."""
+    how to load it, export.json which index version it holds; the directory can be moved."""
     import shutil
 
     from rag_job.knowledge.export import ExportError, export_model
     from rag_job.knowledge.layout import KnowledgeBaseLayoutError, local_knowledge_base
+    from rag_job.knowledge.versions import current_version
     from rag_job.storage import fetch, is_uri, local_path, publish, staging_dir
 
     started = time.perf_counter()
@@ -262,7 +271,9 @@ def export(
         shutil.rmtree(local_out, ignore_errors=True)
     try:
         local_model = fetch(model, what="--model").path
-        summary = export_model(local_model, local_knowledge_base(kb), local_out)
+        local_kb = local_knowledge_base(kb)
+        version = current_version(local_kb) if index_version is None else index_version
+        summary = export_model(local_model, local_kb, local_out, version)
         if is_uri(out):
             publish(local_out, out)
     except (ExportError, KnowledgeBaseLayoutError, OSError) as err:
@@ -272,7 +283,8 @@ def export(
     typer.echo(f"model:      {summary.model_class} from {model}")
     typer.echo(
         f"index:      {summary.index_type}, {how[summary.index_method]}{shards}: {summary.num_passages} "
-        f"passages, dimension {summary.dim}, {_human_bytes(summary.index_bytes)}"
+        f"passages, dimension {summary.dim}, {_human_bytes(summary.index_bytes)}, index version "
+        f"{summary.index_version}"
     )
     typer.echo(f"written to: {out} (load it as its README.md says)")
     typer.echo(f"time:       {time.perf_counter() - started:.1f}s")

@@ -121,6 +121,16 @@ class EndToEndConfig(_Strict):
         description="Torch threads per encode actor: kept low so a refresh does not starve the "
         "retrieval actors it shares nodes with.",
     )
+    refresh_at_end: bool = Field(
+        default=True,
+        description="When training ends on an index older than the final context encoder, wait for a "
+        "running refresh, then re-encode once more with the final encoder before the final evaluation "
+        "and the export, so both use the trained retriever (the other trainers wait in a collective that "
+        "Ray Train times out after 30 minutes). Turn off when the knowledge base is so large "
+        "that one more re-encode costs too much: the evaluation and export then use the last index "
+        "written, and metrics.json (end_to_end.final_index) and export.json say its version and the step "
+        "its encoder was copied at.",
+    )
 
 
 class RetrievalConfig(_Strict):
@@ -319,7 +329,8 @@ class JobConfig(_Strict):
         default="auto",
         description="Also write output_dir/export: the model with the passages and ONE FAISS index of "
         "the whole knowledge base, a directory plain transformers loads with no rag_job, movable "
-        "(`python -m rag_job export` writes the same). auto: when the knowledge base's index and "
+        "(`python -m rag_job export` writes the same); with end_to_end, of the index version the job "
+        "finished on. auto: when the knowledge base's index and "
         "passages take at most 2 GiB (a copy of a larger one is left to the export command).",
     )
 

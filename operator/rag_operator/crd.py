@@ -19,7 +19,12 @@ from .common import names
 from .common.defaults import ITEMS, VALUES, DefaultTree
 from .common.models import PvcStorage, RetrievalGroupSpec
 from .finetunejob import plan as job_plan
-from .finetunejob.plan import NOT_WITH_REF, RAYJOB_FIELDS_NOT_WITH_REF, TRAINER_FIELDS_NOT_WITH_REF
+from .finetunejob.plan import (
+    END_TO_END_NOT_WITH_REF,
+    NOT_WITH_REF,
+    RAYJOB_FIELDS_NOT_WITH_REF,
+    TRAINER_FIELDS_NOT_WITH_REF,
+)
 from .finetunejob.spec import RagFinetuneJobSpec, RagFinetuneJobStatus, TrainerGroupSpec
 from .retrievalcluster import spec as cluster_spec
 from .retrievalcluster.spec import RagRetrievalClusterSpec, RagRetrievalClusterStatus, TrainerPoolSpec
@@ -176,6 +181,11 @@ def _shared_job_rules() -> list[cel.Rule]:
             "job.retrieval.mode",
             "has(self.job.retrieval) && has(self.job.retrieval.mode) && self.job.retrieval.mode != 'ray'",
             "spec.job.retrieval.mode must be ray with spec.retrievalClusterRef: the shared actors are Ray actors",
+        ),
+        (
+            "job.retrieval.end_to_end",
+            "has(self.job.retrieval) && has(self.job.retrieval.end_to_end)",
+            f"spec.job.retrieval.end_to_end must be omitted with spec.retrievalClusterRef: {END_TO_END_NOT_WITH_REF}",
         ),
     ]
     return [

@@ -133,6 +133,15 @@ class EncoderPool:
         written = ray.get(self.actors[0].write_version.remote(version, str(encoder_path), *parts))
         return written, {"encode_seconds": encoded - started, "build_seconds": time.perf_counter() - encoded}
 
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until every actor has finished what it was doing (a resumed rank 0 calls this: its
+        dead predecessor may have left a version being written); False on timeout."""
+        import ray
+
+        pending = [actor.ready.remote() for actor in self.actors]  # each runs after the actor's current task
+        done, _ = ray.wait(pending, num_returns=len(pending), timeout=timeout_s, fetch_local=False)
+        return len(done) == len(pending)
+
     def close(self) -> None:
         import ray
 

@@ -10,7 +10,14 @@ self-contained:
     OUT/question_encoder_tokenizer/, OUT/generator_tokenizer/
     OUT/passages/                   the knowledge base's datasets `save_to_disk` directory, copied
     OUT/index.faiss                 ONE FAISS index over every passage (the shards merged)
+    OUT/export.json                 where it came from: the index version, its context encoder
     OUT/README.md                   how to load it
+
+Index versions: end-to-end retriever training re-encodes the passages into index versions
+(`rag_job.knowledge.versions`). Exporting version N takes N's index shards, and writes the
+passages with N's embeddings in their `embeddings` column: RagRetriever returns that column as
+the retrieved documents' vectors, which RAG scores against the question, so the column must be
+the index's own. Version 0 is kb.json's index, and its passages are copied unchanged.
 
 Why relative paths: transformers hands `passages_path` to `datasets.load_from_disk` and
 `index_path` to `fsspec.open` unchanged, so a relative path resolves against the working
@@ -51,9 +58,11 @@ logger = logging.getLogger(__name__)
 
 EXPORT_INDEX_FILE = "index.faiss"
 EXPORT_README = "README.md"
+#: OUT/EXPORT_META_FILE: the index version exported and where its embeddings came from.
+EXPORT_META_FILE = "export.json"
 #: Files and folders of the export that come from the knowledge base or are written here, never
 #: from the model directory.
-_NOT_FROM_MODEL = {"config.json", PASSAGES_DIR, EXPORT_INDEX_FILE, EXPORT_README}
+_NOT_FROM_MODEL = {"config.json", PASSAGES_DIR, EXPORT_INDEX_FILE, EXPORT_README, EXPORT_META_FILE}
 #: Queries of the check that a merged index answers as the shards do.
 _CHECK_QUERIES = 16
 
@@ -73,15 +82,26 @@ class ExportSummary:
     #: How the single index was made: "copied" (one shard), "merged" or "rebuilt" (HNSW).
     index_method: str
     index_bytes: int
+    #: The index version exported (0: kb.json's) and the context encoder that encoded it.
+    index_version: int = 0
+    ctx_encoder: str = ""
 
 
-def export_model(model_dir: str | Path, knowledge_base_dir: str | Path, out_dir: str | Path) -> ExportSummary:
-    """Write OUT (see the module docstring); nothing appears at OUT unless the export is complete."""
+def export_model(
+    model_dir: str | Path,
+    knowledge_base_dir: str | Path,
+    out_dir: str | Path,
+    version: int = 0,
+    provenance: dict | None = None,
+) -> ExportSummary:
+    """Write OUT (see the module docstring) from index version `version`; nothing appears at OUT
+    unless the export is complete. `provenance` goes into export.json as it is (a training run
+    says which step's encoder wrote the version)."""
     from transformers import RagConfig
 
     model_dir, kb_dir, out_dir = Path(model_dir), Path(knowledge_base_dir), Path(out_dir)
     model_config = _checked_model(model_dir)
-    meta = _checked_knowledge_base(kb_dir)
+    meta = _checked_knowledge_base(kb_dir, version)
     encoder_dim = _question_encoder_dim(model_config)
     if encoder_dim is not None and encoder_dim != meta.dim:
         raise ExportError(
@@ -110,7 +130,7 @@ def export_model(model_dir: str | Path, knowledge_base_dir: str | Path, out_dir:
         rag_config.index_path = EXPORT_INDEX_FILE
         rag_config.retrieval_vector_size = meta.dim
         rag_config.save_pretrained(str(staging))
-        shutil.copytree(passages_path(kb_dir), staging / PASSAGES_DIR)
+        _write_passages(kb_dir, version, staging / PASSAGES_DIR)
         summary = ExportSummary(
             out_dir=out_dir,
             model_class=(model_config.get("architectures") or ["RagTokenForGeneration"])[0],
@@ -120,8 +140,11 @@ def export_model(model_dir: str | Path, knowledge_base_dir: str | Path, out_dir:
             shards=len(meta.shards),
             index_method=method,
             index_bytes=(staging / EXPORT_INDEX_FILE).stat().st_size,
+            index_version=version,
+            ctx_encoder=meta.ctx_encoder,
         )
         (staging / EXPORT_README).write_text(readme_text(summary, model_dir, kb_dir))
+        (staging / EXPORT_META_FILE).write_text(export_meta_text(summary, model_dir, kb_dir, provenance))
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above
         staging.rename(out_dir)
@@ -159,18 +182,38 @@ def _question_encoder_dim(model_config: dict) -> int | None:
     return int(dim) if dim else None
 
 
-def _checked_knowledge_base(kb_dir: Path) -> KnowledgeBaseMeta:
-    """kb.json, and every file against it: an export must not copy a damaged index."""
+def _checked_knowledge_base(kb_dir: Path, version: int = 0) -> KnowledgeBaseMeta:
+    """kb.json with version `version`'s index files, after checking every file the export reads
+    (the passages, the version's index and embeddings): an export must not copy a damaged index."""
+    from rag_job.knowledge.versions import load_version, verify_version
+
     try:
         meta = load_meta(kb_dir)
+        chosen = load_version(kb_dir, version, meta) if version else None
     except KnowledgeBaseLayoutError as err:
         raise ExportError(str(err)) from err
-    check = verify_files(kb_dir, meta, "fingerprint")
-    for warning in check.warnings:
-        logger.warning("%s", warning)
-    if not check.ok:
-        raise ExportError(check.message())
-    return meta
+    checks = [verify_files(kb_dir, meta, "fingerprint", shards=[] if chosen else None)]
+    if chosen is not None:
+        checks.append(verify_version(kb_dir, chosen))
+    for check in checks:
+        for warning in check.warnings:
+            logger.warning("%s", warning)
+        if not check.ok:
+            raise ExportError(check.message())
+    return chosen.as_meta(meta) if chosen else meta
+
+
+def _write_passages(kb_dir: Path, version: int, target: Path) -> None:
+    """The passages as `save_to_disk`, their embeddings column version `version`'s (see the
+    module docstring); version 0's are the knowledge base's own, copied."""
+    if version == 0:
+        shutil.copytree(passages_path(kb_dir), target)
+        return
+    from rag_job.knowledge.index import with_embeddings
+    from rag_job.knowledge.versions import version_embeddings
+    from rag_job.retrieval.searcher import load_passages
+
+    with_embeddings(load_passages(kb_dir), version_embeddings(kb_dir, version)).save_to_disk(str(target))
 
 
 def _write_single_index(kb_dir: Path, meta: KnowledgeBaseMeta, target: Path) -> str:
@@ -346,6 +389,7 @@ Exported by `python -m rag_job export` on {time.strftime("%Y-%m-%d", time.gmtime
 
 - model: `{model_dir}`
 - knowledge base: `{kb_dir}`, {summary.num_passages} passages, {summary.dim}-d embeddings
+- index version: {_version_words(summary)} (`export.json` says more)
 - index: {summary.index_type}, {built}
 
 It needs transformers, datasets, faiss and torch, and no rag_job. Load it like this:
@@ -373,4 +417,30 @@ Files:
   (`save_pretrained` layout)
 - `passages/`: the passages (`datasets` `save_to_disk`: title, text, embeddings; row i is doc id i)
 - `index.faiss`: one FAISS index over all passages ({summary.index_bytes} bytes)
+- `export.json`: where the index came from (its version and context encoder)
 """
+
+
+def _version_words(summary: ExportSummary) -> str:
+    if summary.index_version == 0:
+        return "0, the knowledge base's own index (kb.json)"
+    return (
+        f"{summary.index_version}, re-encoded by end-to-end training with the context encoder "
+        f"`{summary.ctx_encoder}`; the passages' `embeddings` column is that version's"
+    )
+
+
+def export_meta_text(summary: ExportSummary, model_dir: Path, kb_dir: Path, provenance: dict | None) -> str:
+    """export.json: what was exported, for a reader (or a script) to tell which index this is."""
+    meta = {
+        "index_version": summary.index_version,
+        "ctx_encoder": summary.ctx_encoder,
+        "knowledge_base": str(kb_dir),
+        "model": str(model_dir),
+        "num_passages": summary.num_passages,
+        "dim": summary.dim,
+        "index_type": summary.index_type,
+        "index_method": summary.index_method,
+        **(provenance or {}),
+    }
+    return json.dumps(meta, indent=2) + "\n"

@@ -178,6 +178,30 @@ def passages_dataset(passages: Sequence[Passage], embeddings: np.ndarray):
     so building the dataset adds almost nothing to the matrix itself.
     """
     import pyarrow as pa
+    from datasets import Value
+
+    columns = {
+        "id": pa.array([p.source_id for p in passages], pa.string()),
+        "title": pa.array([p.title for p in passages], pa.string()),
+        "text": pa.array([p.text for p in passages], pa.string()),
+    }
+    return _dataset_with_embeddings(columns, dict.fromkeys(columns, Value("string")), embeddings)
+
+
+def with_embeddings(dataset, embeddings: np.ndarray):
+    """A passages dataset's other columns (Arrow, no copy) with `embeddings` as its embeddings
+    column: an index version's passages (`rag_job.knowledge.export`)."""
+    if len(embeddings) != len(dataset):
+        raise ValueError(f"{len(embeddings)} embeddings for {len(dataset)} passages")
+    names = [name for name in dataset.column_names if name != "embeddings"]
+    table = dataset.flatten_indices().data
+    columns = {name: table.column(name) for name in names}
+    return _dataset_with_embeddings(columns, {name: dataset.features[name] for name in names}, embeddings)
+
+
+def _dataset_with_embeddings(columns: dict, features: dict, embeddings: np.ndarray):
+    """A datasets Dataset of `columns` plus the float32 embeddings column over the matrix's buffer."""
+    import pyarrow as pa
     from datasets import Dataset, DatasetInfo, Features, Value
     from datasets import Sequence as ListOf
     from datasets.table import InMemoryTable
@@ -185,21 +209,9 @@ def passages_dataset(passages: Sequence[Passage], embeddings: np.ndarray):
     matrix = np.ascontiguousarray(embeddings, dtype=np.float32)
     dim = int(matrix.shape[1])
     table = pa.table(
-        {
-            "id": pa.array([p.source_id for p in passages], pa.string()),
-            "title": pa.array([p.title for p in passages], pa.string()),
-            "text": pa.array([p.text for p in passages], pa.string()),
-            "embeddings": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), dim),
-        }
+        {**columns, "embeddings": pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1)), dim)}
     )
-    features = Features(
-        {
-            "id": Value("string"),
-            "title": Value("string"),
-            "text": Value("string"),
-            "embeddings": ListOf(Value("float32"), length=dim),
-        }
-    )
+    features = Features({**features, "embeddings": ListOf(Value("float32"), length=dim)})
     return Dataset(
         InMemoryTable(table), info=DatasetInfo(features=features), fingerprint=_arrow_fingerprint(table)
     )

@@ -13,7 +13,7 @@ version; the passages (ids, titles, texts) are shared, the embeddings and index 
 
 A `v<N>` directory without its manifest is an unfinished build and is not a version. Every
 knowledge base built before versions existed reads as version 0 alone. Light like `layout`:
-pydantic and the standard library only.
+pydantic and the standard library only (numpy where embeddings are read).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -35,6 +36,9 @@ from rag_job.knowledge.layout import (
     load_meta,
     write_atomically,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 VERSIONS_DIR = "index"
 MANIFEST_FILE = "manifest.json"
@@ -140,6 +144,19 @@ def load_version(kb_dir: str | Path, version: int, base: KnowledgeBaseMeta | Non
     if any(s.embeddings is None for s in index_version.shards):
         raise KnowledgeBaseLayoutError(f"{path} is corrupt: a shard lists no embeddings file")
     return index_version
+
+
+def version_embeddings(kb_dir: str | Path, version: int) -> np.ndarray:
+    """Version `version`'s passage embeddings, one row per passage in id order (memory-mapped
+    shard files, concatenated); version 0's are the passages' own `embeddings` column."""
+    import numpy as np
+
+    if version == 0:
+        from rag_job.retrieval.searcher import load_passages
+
+        return np.asarray(load_passages(kb_dir).with_format("numpy")["embeddings"], dtype=np.float32)
+    shards = load_version(kb_dir, version).shards
+    return np.concatenate([np.load(Path(kb_dir) / s.embeddings.file, mmap_mode="r") for s in shards])
 
 
 def verify_version(

@@ -124,6 +124,14 @@ def swap_index(
     return report
 
 
+def loaded_versions(pool: RetrievalPool, timeout_s: float = 60.0) -> tuple[set[int], list[str]]:
+    """Every version some actor of `pool` holds (active or loaded), and the actors that did not
+    answer: a version one of them may hold must not be deleted."""
+    states, errors = _get_all({n: h.versions.remote() for n, h in pool.actors()}, timeout_s)
+    held = {v for s in states.values() for v in (s["active"], *s["loaded"])}
+    return held, sorted(errors)
+
+
 def _activate_all(actors: dict, version: int, timeout_s: float) -> None:
     """Activate everywhere; an actor Ray restarts meanwhile loads the current version anyway."""
     deadline = time.monotonic() + timeout_s

@@ -215,7 +215,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     shutil.copytree(checkpoint_dir / CHECKPOINT_MODEL_DIR, model_dir)
     _copy_ctx_encoder(checkpoint_dir, output_dir)
     _point_config_at_knowledge_base(config, model_dir)
-    export = write_export(config, model_dir, output_dir / EXPORT_DIR)
+    export = write_export(config, model_dir, output_dir / EXPORT_DIR, state.get("index"))
 
     history = state.get("history", [])
     if history and "time_unix" in history[0]:
@@ -247,11 +247,13 @@ EXPORT_DIR = "export"
 AUTO_EXPORT_MAX_BYTES = 2 * 1024**3
 
 
-def write_export(config: JobConfig, model_dir: Path, target: Path) -> dict:
+def write_export(config: JobConfig, model_dir: Path, target: Path, index: dict | None = None) -> dict:
     """The self-contained export of the final model (see `export_knowledge_base`), or why not.
 
-    A refusal (IVF-PQ shards cannot be merged, say) never fails a finished training: the model
-    is saved either way, and metrics.json says what was skipped and why.
+    End-to-end (`index`: the refresher's checkpointed state) exports the index version the job
+    finished on, the one the final evaluation used, not version 0, whose embeddings the trained
+    context encoder no longer matches. A refusal (IVF-PQ shards cannot be merged, say) never fails
+    a finished training: the model is saved either way, and metrics.json says what was skipped and why.
     """
     from rag_job.knowledge.export import ExportError, export_model
     from rag_job.knowledge.layout import local_knowledge_base
@@ -270,19 +272,32 @@ def write_export(config: JobConfig, model_dir: Path, target: Path) -> dict:
         return {"written": False, "reason": why}
     if target.exists():
         shutil.rmtree(target)
+    version, provenance = _exported_version(index)
     try:
-        done = export_model(model_dir, local_knowledge_base(config.retrieval.knowledge_base), target)
+        kb = local_knowledge_base(config.retrieval.knowledge_base)
+        done = export_model(model_dir, kb, target, version, provenance)
     except ExportError as err:
         logger.warning("no self-contained export: %s", err)
         return {"written": False, "reason": str(err)}
     logger.info(
-        "self-contained export in %s: %d passages, one %s index (%s)",
-        target,
-        done.num_passages,
-        done.index_type,
-        done.index_method,
-    )
-    return {"written": True, "dir": EXPORT_DIR, "index_method": done.index_method}
+        "self-contained export in %s: %d passages, one %s index (%s) of index version %d",
+        target, done.num_passages, done.index_type, done.index_method, version,
+    )  # fmt: skip
+    return {"written": True, "dir": EXPORT_DIR, "index_method": done.index_method, "index_version": version}
+
+
+def _exported_version(index: dict | None) -> tuple[int, dict | None]:
+    """The index version an end-to-end job finished on, and what export.json says of it; (0, None)
+    for a frozen retriever."""
+    if not index:
+        return 0, None
+    final = index.get("final_index") or {}
+    provenance = {
+        "encoded_at_step": final.get("encoded_at_step", index.get("encoded_at_step")),
+        "trained_steps": final.get("step"),
+        "refresh_at_end": final.get("refresh_at_end"),
+    }
+    return int(index.get("version") or 0), {"end_to_end": provenance}
 
 
 def _with_end_to_end_paths(config: JobConfig) -> JobConfig:

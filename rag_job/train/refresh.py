@@ -8,6 +8,17 @@ index version N, then swaps rank 0's pool to it (`swap_index`). Training goes on
 previous version meanwhile; the other ranks' pools move when an answer reports the new active
 version (`RetrievalPool.search_with_version`). One refresh at a time: a due refresh while one
 runs is skipped and logged. A failed refresh is logged and counted; training goes on.
+
+When training ends, the final evaluation and the export should use the index of the encoder
+they evaluate: so rank 0 waits for a running refresh, then (`refresh_at_end`, unless the served
+index already is the final encoder's) re-encodes once more, synchronously, before either runs,
+and records which version and encoder they use (`final_index`).
+
+A failed refresh, or a rank 0 that died mid-refresh, leaves a version directory nothing will
+serve. Such orphans are deleted when the refresher starts (a resume waits first for the encode
+actors to finish what the dead rank 0 asked) and before every refresh: every `v<N>` but version
+0, the served one, the one in use here, the resumed checkpoint's, the one being written, and
+any finished version a retrieval actor still holds (or might: one that did not answer).
 """
 
 from __future__ import annotations
@@ -21,13 +32,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag_job.config import EndToEndConfig
-from rag_job.knowledge.versions import VERSIONS_DIR, current_version, list_versions, next_version
+from rag_job.knowledge.versions import (
+    VERSIONS_DIR,
+    current_version,
+    delete_version,
+    list_versions,
+    manifest_path,
+    next_version,
+    version_numbers_on_disk,
+)
 from rag_job.train.ctx_encoder import save_ctx_encoder, trained_ctx_encoder
 
 logger = logging.getLogger(__name__)
 
 #: KB/index/ENCODERS_DIR/v<N>: the context encoder that encoded index version N.
 ENCODERS_DIR = "encoders"
+#: How long a resumed rank 0 waits for the encode actors to finish a refresh its predecessor left.
+ENCODERS_IDLE_TIMEOUT_S = 600.0
 
 
 @dataclass
@@ -69,6 +90,11 @@ class IndexRefresher:
         self._error: BaseException | None = None
         self._busy_during_step = False
         self.encoders = encoders  # an EncoderPool the driver started with the retrieval actors
+        #: The index the final evaluation and the export use (`finish`); None until training ends.
+        self.final: dict | None = None
+        #: Orphaned version directories deleted (`clean_orphans`): "path: why".
+        self.orphans_deleted: list[str] = []
+        self._resumed_version: int | None = None
 
     @property
     def running(self) -> bool:
@@ -85,6 +111,17 @@ class IndexRefresher:
             self.failures = list(saved.get("failures", []))
             self.skipped_steps = list(saved.get("skipped_steps", []))
             self.starts = list(saved.get("starts", []))
+            self.orphans_deleted = list(saved.get("orphans_deleted", []))
+        if resumed:
+            self._resumed_version = wanted
+            if served != wanted:  # not the checkpoint's version: its encoder's step is unknown
+                self.encoded_at_step = None
+            if not self.encoders.wait_idle(ENCODERS_IDLE_TIMEOUT_S):
+                logger.warning(
+                    "end-to-end: the encode actors are still busy after %.0fs; a version they write "
+                    "now may be deleted as an orphan", ENCODERS_IDLE_TIMEOUT_S,
+                )  # fmt: skip
+        self.clean_orphans("resumed" if resumed else "started")
         refresh = served < wanted or (not resumed and served != 0)
         self.starts.append(
             {
@@ -114,6 +151,7 @@ class IndexRefresher:
                 step, self._running.encoded_at_step,
             )  # fmt: skip
             return False
+        self.clean_orphans(f"before the refresh of step {step}")
         started = time.perf_counter()
         encoder = copy.deepcopy(trained_ctx_encoder(model)).to("cpu").eval()
         tokenizer = copy.deepcopy(self.tokenizer)  # a Rust tokenizer is not to be shared across threads
@@ -152,6 +190,51 @@ class IndexRefresher:
             if path.name not in alive and path.name != f"v{self._running.version}":
                 shutil.rmtree(path, ignore_errors=True)
 
+    def clean_orphans(self, when: str) -> list[str]:
+        """Delete the version directories nothing serves or will serve (see the module docstring);
+        one log line each, saying why. A problem here is logged and never stops training."""
+        try:
+            return self._clean_orphans(when)
+        except Exception as err:  # cleaning is housekeeping: training goes on
+            logger.warning("end-to-end: orphaned index versions not cleaned (%s): %s", when, err)
+            return []
+
+    def _clean_orphans(self, when: str) -> list[str]:
+        from rag_job.retrieval.swap import loaded_versions
+
+        candidates = [n for n in version_numbers_on_disk(self.kb_dir) if n not in self._versions_to_keep()]
+        finished = {n for n in candidates if manifest_path(self.kb_dir, n).is_file()}
+        held, silent = loaded_versions(self.pool) if finished else (set(), [])
+        deleted = []
+        for number in candidates:
+            if number in finished and (number in held or silent):
+                who = "a retrieval actor holds it" if number in held else f"{silent} did not answer"
+                logger.info(
+                    "end-to-end: %s: index version %d kept although not served: %s", when, number, who
+                )
+                continue
+            why = (
+                "finished, but neither served nor held by a retrieval actor (a failed or cut-short swap)"
+                if number in finished
+                else "never finished (no manifest: its refresh failed or rank 0 died while writing it)"
+            )
+            try:
+                path = delete_version(self.kb_dir, number)
+            except OSError as err:
+                logger.warning("end-to-end: %s: orphaned index version %d not deleted: %s", when, number, err)
+                continue
+            shutil.rmtree(encoder_dir(self.kb_dir, number), ignore_errors=True)
+            logger.info("end-to-end: %s: deleted orphaned index version %s: %s", when, path, why)
+            deleted.append(f"{path}: {why}")
+        self.orphans_deleted += deleted
+        return deleted
+
+    def _versions_to_keep(self) -> set[int]:
+        """Version 0, the served one, the one in use here, the resumed checkpoint's, the one being written."""
+        running = self._running.version if self._running is not None else None
+        keep = {0, current_version(self.kb_dir), self.index_version, self._resumed_version, running}
+        return {v for v in keep if v is not None}
+
     def poll(self, step: int, wait: bool = False) -> RefreshReport | None:
         """The refresh that finished since the last poll (waiting for it when `wait`), else None."""
         if self._thread is None or (self._thread.is_alive() and not wait):
@@ -184,13 +267,51 @@ class IndexRefresher:
         """
         overlapped = self._busy_during_step or self.running
         finished = self.poll(step, wait=done)
-        if not done and step % self.settings.refresh_every_steps == 0:
+        if done:
+            finished = self.finish(model, step) or finished
+        elif step % self.settings.refresh_every_steps == 0:
             self.start(model, step)
         self._busy_during_step = self.running
         metrics = {"index_version": self.index_version, "refresh_overlapped": overlapped}
         if finished is not None:
             metrics["refresh_seconds"] = finished.total_seconds
         return metrics
+
+    def finish(self, model, step: int) -> RefreshReport | None:
+        """Training ended at `step` (a running refresh already collected): re-encode with the final
+        encoder unless the served index is its own or `refresh_at_end` is off, and record the index
+        the final evaluation and the export use. Returns the final refresh, if one finished."""
+        report = None
+        if self.encoded_at_step == step:
+            outcome = "not needed: the served index is the final encoder's"
+        elif not self.settings.refresh_at_end:
+            outcome = "off (refresh_at_end: false)"
+        else:
+            logger.info(
+                "end-to-end: training ended at step %d on index v%d (%s); re-encoding with the final "
+                "encoder before the final evaluation", step, self.index_version, self._encoder_words(),
+            )  # fmt: skip
+            self.start(model, step)
+            report = self.poll(step, wait=True)
+            outcome = "done" if report is not None else f"failed: {self.failures[-1]}"
+        self.final = {
+            "version": self.index_version,
+            "encoded_at_step": self.encoded_at_step,
+            "step": step,
+            "refresh_at_end": outcome,
+        }
+        logger.info(
+            "end-to-end: the final evaluation and the export use index v%d (%s); training ended at "
+            "step %d; final refresh: %s", self.index_version, self._encoder_words(), step, outcome,
+        )  # fmt: skip
+        return report
+
+    def _encoder_words(self) -> str:
+        if self.encoded_at_step is not None:
+            return f"encoder of step {self.encoded_at_step}"
+        if self.index_version == 0:
+            return "the knowledge base's own encoder"
+        return "an encoder from before the last restart, step unknown"
 
     def state(self) -> dict:
         """What a checkpoint keeps: the version in use and the step its encoder was copied at."""
@@ -201,6 +322,8 @@ class IndexRefresher:
             "failures": list(self.failures),
             "skipped_steps": list(self.skipped_steps),
             "starts": list(self.starts),
+            "final_index": self.final,
+            "orphans_deleted": list(self.orphans_deleted),
         }
 
 

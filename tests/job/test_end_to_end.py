@@ -20,6 +20,7 @@ def e2e_config(
     name: str,
     refresh_every_steps: int = 2,
     rerank_candidates=None,
+    refresh_at_end: bool = True,
     **overrides,
 ):
     return make_config(
@@ -33,9 +34,9 @@ def e2e_config(
             "encode_actors": 2,
             "encode_batch_size": 16,
             "rerank_candidates": rerank_candidates,
+            "refresh_at_end": refresh_at_end,
         },
-        export_knowledge_base="never",
-        **overrides,
+        **{"export_knowledge_base": "never", **overrides},
     )
 
 
@@ -45,18 +46,39 @@ def _weights(directory) -> dict[str, np.ndarray]:
     return load_file(str(directory / "model.safetensors"))
 
 
+def _plant_unfinished_version(kb_dir, version: int) -> None:
+    """What a rank 0 that died while its refresh wrote `version` leaves: files, an encoder, no manifest."""
+    from rag_job.knowledge.versions import version_dir
+    from rag_job.train.refresh import encoder_dir
+
+    version_dir(kb_dir, version).mkdir(parents=True)
+    (version_dir(kb_dir, version) / "shard-00-of-02.faiss").write_bytes(b"cut short")
+    encoder_dir(kb_dir, version).mkdir(parents=True)
+
+
 def test_context_encoder_learns_and_the_index_is_swapped_while_training_runs(
     ray_cluster, tiny_assets, kb_copy, tmp_path
 ):
-    from rag_job.knowledge.versions import current_version, list_versions, version_numbers_on_disk
+    from rag_job.knowledge.export import EXPORT_INDEX_FILE, EXPORT_META_FILE
+    from rag_job.knowledge.index import encode_passages
+    from rag_job.knowledge.ingest import Passage
+    from rag_job.knowledge.versions import (
+        current_version,
+        list_versions,
+        version_embeddings,
+        version_numbers_on_disk,
+    )
+    from rag_job.retrieval.searcher import load_passages, read_faiss_index
     from rag_job.train.driver import run_training
     from rag_job.train.refresh import ENCODERS_DIR
 
+    _plant_unfinished_version(kb_copy, 9)  # an earlier job's rank 0 died mid-refresh
     # A refresh takes a few seconds here, 15-30 tiny steps: several steps run over the old index.
     steps = 40
     config = e2e_config(
-        tiny_assets, tmp_path, kb_copy, "e2e", 8, training__max_steps=steps, checkpoint__every_steps=20
-    )
+        tiny_assets, tmp_path, kb_copy, "e2e", 8, training__max_steps=steps, checkpoint__every_steps=20,
+        evaluation={"at_end": True, "max_samples": 8, "batch_size": 8}, export_knowledge_base="always",
+    )  # fmt: skip
     summary = run_training(config)
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     e2e = metrics["end_to_end"]
@@ -93,16 +115,44 @@ def test_context_encoder_learns_and_the_index_is_swapped_while_training_runs(
     assert (kb_copy / "kb.json").is_file()
     encoders = sorted(p.name for p in (kb_copy / "index" / ENCODERS_DIR).iterdir())
     assert encoders == [f"v{served}"]
+    # The unfinished v9 was deleted when the refresher started, saying why.
+    (orphan,) = e2e["orphans_deleted"]
+    assert orphan.startswith(f"{kb_copy / 'index' / 'v9'}: never finished")
+
+    # (e) the last refresh, synchronous, used the final encoder; the final evaluation ran on its index.
+    last = e2e["refreshes"][-1]
+    assert (last["version"], last["encoded_at_step"], last["finished_at_step"]) == (served, steps, steps)
+    assert e2e["final_index"] == {
+        "version": served,
+        "encoded_at_step": steps,
+        "step": steps,
+        "refresh_at_end": "done",
+    }
+    assert summary.history[-1]["index_version"] == served and metrics["eval_after"]
+
+    # (f) the export holds that version, the trained context encoder's index, not version 0's.
+    export = tmp_path / "out" / "export"
+    assert metrics["export"]["index_version"] == served
+    meta = json.loads((export / EXPORT_META_FILE).read_text())
+    assert meta["index_version"] == served and meta["end_to_end"]["encoded_at_step"] == steps
+    exported = read_faiss_index(export / EXPORT_INDEX_FILE)
+    vectors = exported.reconstruct_n(0, exported.ntotal)
+    np.testing.assert_array_equal(vectors, version_embeddings(kb_copy, served))
+    assert not np.allclose(vectors, version_embeddings(kb_copy, 0), atol=1e-3)
+    passages = [Passage(str(i), r["title"], r["text"]) for i, r in enumerate(load_passages(kb_copy))]
+    again = encode_passages(passages, tmp_path / "out" / "ctx_encoder", batch_size=16, progress=False)
+    np.testing.assert_allclose(vectors, again, atol=1e-4)
 
 
 def test_resumed_job_loads_the_context_encoder_and_index_version_from_its_checkpoint(
     ray_cluster, tiny_assets, kb_copy, tmp_path
 ):
+    from rag_job.knowledge.export import EXPORT_META_FILE
     from rag_job.train.driver import run_training
 
     config = e2e_config(
         tiny_assets, tmp_path, kb_copy, "e2e-resume", training__max_steps=6, checkpoint__every_steps=3,
-        rerank_candidates=6,
+        rerank_candidates=6, refresh_at_end=False, export_knowledge_base="always",
     )  # fmt: skip
     run_training(config, fail_at_step=4)
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -115,3 +165,67 @@ def test_resumed_job_loads_the_context_encoder_and_index_version_from_its_checkp
     assert resumed["ctx_encoder"] != first["ctx_encoder"]
     assert resumed["refreshed"] is False
     assert metrics["end_to_end"]["index_version"] >= resumed["served_version"]
+
+    # refresh_at_end off: no re-encode at the end; metrics.json and the export say which index was used.
+    final = metrics["end_to_end"]["final_index"]
+    assert final["refresh_at_end"] == "off (refresh_at_end: false)" and final["step"] == 6
+    assert final["version"] == metrics["end_to_end"]["index_version"] >= 1
+    assert final["encoded_at_step"] in (2, 4)
+    assert all(r["encoded_at_step"] < 6 for r in metrics["end_to_end"]["refreshes"])
+    exported = json.loads((tmp_path / "out" / "export" / EXPORT_META_FILE).read_text())
+    assert exported["index_version"] == final["version"]
+    assert exported["end_to_end"] == {
+        "encoded_at_step": final["encoded_at_step"], "trained_steps": 6, "refresh_at_end": final["refresh_at_end"],
+    }  # fmt: skip
+
+
+def test_orphaned_index_versions_are_deleted_and_nothing_served_or_held_is(pool_factory, kb_copy, caplog):
+    """A failed swap or a rank 0 that died mid-refresh leaves version directories nothing serves:
+    a resumed refresher deletes them, one log line each saying why, and keeps version 0, the
+    served version, the checkpoint's, and a finished one a retrieval actor still holds."""
+    import logging
+    from types import SimpleNamespace
+
+    import ray
+
+    from rag_job.config import EndToEndConfig
+    from rag_job.knowledge.layout import load_meta
+    from rag_job.knowledge.reindex import write_index_version
+    from rag_job.knowledge.versions import current_version, version_numbers_on_disk
+    from rag_job.retrieval.swap import swap_index
+    from rag_job.train.refresh import IndexRefresher, encoder_dir
+    from tests.job.helpers import permuted, stored_embeddings
+
+    table = stored_embeddings(kb_copy)
+    pool = pool_factory(kb_copy, replicas=1, shards=2)
+    for version in (1, 2):  # v1: the checkpoint's (kept on disk); v2: served since
+        write_index_version(kb_copy, permuted(table, seed=version))
+        swap_index(pool, kb_copy, version, delete_previous=False)
+    for version in (3, 4):  # v3: loaded by the actors; v4: its swap failed before any actor loaded it
+        write_index_version(kb_copy, permuted(table, seed=version))
+        encoder_dir(kb_copy, version).mkdir(parents=True)
+    ray.get([actor.prepare.remote(3) for _, actor in pool.actors()])
+    _plant_unfinished_version(kb_copy, 5)
+
+    retriever = SimpleNamespace(pool=pool, ctx_encoder_tokenizer=None)
+    encoders = SimpleNamespace(wait_idle=lambda timeout_s: True)
+    refresher = IndexRefresher(EndToEndConfig(refresh_every_steps=2), retriever, encoders, str(kb_copy))
+    with caplog.at_level(logging.INFO, logger="rag_job.train.refresh"):
+        refresher.restore({"version": 1}, "ckpt/ctx_encoder", resumed=True, model=None, step=3)
+
+    assert version_numbers_on_disk(kb_copy) == [1, 2, 3] and current_version(kb_copy) == 2
+    assert all((kb_copy / shard.file).is_file() for shard in load_meta(kb_copy).shards)  # version 0
+    assert not encoder_dir(kb_copy, 4).exists() and not encoder_dir(kb_copy, 5).exists()
+    assert encoder_dir(kb_copy, 3).is_dir()
+    lines = [r.getMessage() for r in caplog.records if "deleted orphaned index version" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert "index/v4: finished, but neither served nor held by a retrieval actor" in lines[0]
+    assert "index/v5: never finished (no manifest" in lines[1]
+    assert [r.getMessage() for r in caplog.records if "index version 3 kept" in r.getMessage()]
+    assert len(refresher.state()["orphans_deleted"]) == 2
+
+    # Once no actor holds v3, the clean before the next refresh deletes it; v1 stays: the checkpoint's.
+    ray.get([actor.drop.remote(3) for _, actor in pool.actors()])
+    refresher.clean_orphans("before the refresh of step 4")
+    assert version_numbers_on_disk(kb_copy) == [1, 2]
+    assert not encoder_dir(kb_copy, 3).exists()

@@ -249,3 +249,55 @@ def test_a_damaged_shard_is_refused_before_anything_is_written(tiny_assets, tmp_
     with pytest.raises(ExportError, match=re.escape(shard.name)):
         export_model(tiny_assets.rag, kb, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_served_index_version_is_exported_with_its_own_vectors_and_says_so(
+    tiny_assets, tmp_path, question_vectors, capsys
+):
+    """End-to-end training finishes on index version N (its trained context encoder's): the export
+    holds N's vectors, in index.faiss and in the passages' embeddings column RagRetriever returns,
+    and export.json names N. Version 0 is still exported on request, unchanged."""
+    from transformers import RagRetriever
+
+    from rag_job.knowledge.export import EXPORT_META_FILE
+    from rag_job.knowledge.reindex import write_index_version
+    from rag_job.knowledge.versions import set_current_version, version_embeddings
+    from rag_job.retrieval.searcher import read_faiss_index
+    from tests.job.helpers import permuted, stored_embeddings
+    from tests.job.kb_files import copy_kb
+
+    kb = copy_kb(tiny_assets.kb_flat_2shards, tmp_path / "kb")
+    version0 = stored_embeddings(kb)
+    write_index_version(kb, permuted(version0, seed=5), ctx_encoder="/encoders/step-40")
+    set_current_version(kb, 1)
+    served = version_embeddings(kb, 1)
+    assert not np.array_equal(served, version0)
+
+    assert _export(tiny_assets.rag, kb, tmp_path / "out") == 0  # default: the served version
+    assert "index version 1" in capsys.readouterr().out
+    out = tmp_path / "out"
+    meta = json.loads((out / EXPORT_META_FILE).read_text())
+    assert (meta["index_version"], meta["ctx_encoder"]) == (1, "/encoders/step-40")
+    assert "index version: 1, re-encoded by end-to-end training" in (out / EXPORT_README).read_text()
+    index = read_faiss_index(out / EXPORT_INDEX_FILE)
+    np.testing.assert_array_equal(index.reconstruct_n(0, index.ntotal), served)
+    np.testing.assert_array_equal(stored_embeddings(out), served)
+    assert load_passages(out)["text"] == load_passages(kb)["text"]
+
+    retriever = RagRetriever.from_pretrained(
+        str(out),
+        index_name="custom",
+        passages_path=str(out / "passages"),
+        index_path=str(out / "index.faiss"),
+    )
+    embeds, ids, _ = retriever.retrieve(question_vectors[:8], K)
+    np.testing.assert_array_equal(embeds, served[ids])
+    scores = question_vectors[:8] @ served.T
+    np.testing.assert_allclose(
+        np.sort(scores, axis=1)[:, ::-1][:, :K], np.take_along_axis(scores, ids, 1), rtol=1e-5
+    )
+
+    assert main(["export", "--model", str(tiny_assets.rag), "--kb", str(kb), "--out", str(tmp_path / "v0"),
+                 "--index-version", "0"]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "v0" / EXPORT_META_FILE).read_text())["index_version"] == 0
+    np.testing.assert_array_equal(stored_embeddings(tmp_path / "v0"), version0)

@@ -107,6 +107,7 @@ JOB_CASES = [
     ("shared-queued", _shared_job, "spec.rayJob.queueName", "team-a", "spec.rayJob.queueName", "Kueue cannot admit"),
     ("queued-and-suspended", lambda: _queued(_job()), "spec.rayJob.suspend", True, "spec.rayJob.suspend", "must be false with spec.rayJob.queueName"),
     ("shared-torch-retrieval", _shared_job, "spec.job.retrieval.mode", "torch", "spec.job.retrieval.mode", "must be ray"),
+    ("shared-end-to-end", _shared_job, "spec.job.retrieval.end_to_end", {"refresh_every_steps": 10}, "spec.job.retrieval.end_to_end", "remove spec.retrievalClusterRef to run the job with its own retrieval group"),
     ("shared-with-trainer-pod", _shared_job, "spec.trainers.pod", {"labels": {"team": "ml"}}, "spec.trainers.pod", "must be omitted with spec.retrievalClusterRef"),
     ("pod-mount-over-storage", _job, "spec.trainers.pod", MOUNT_AT_DATA, "spec.trainers.pod.volumeMounts", "where spec.storage.pvc is mounted"),
 ]  # fmt: skip

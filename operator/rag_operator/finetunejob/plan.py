@@ -258,6 +258,13 @@ RAYJOB_FIELDS_NOT_WITH_REF = {
     "ttl_seconds_after_finished": "a shared RayCluster is never torn down by a job",
     "queue_name": "Kueue cannot admit a RayJob that runs on an existing RayCluster (clusterSelector)",
 }
+#: Why a shared job cannot train its retriever end to end, and the fix (the plan's check and the
+#: CRD's CEL rule both say it).
+END_TO_END_NOT_WITH_REF = (
+    "the shared actors serve other jobs, and their index must not change under them: remove "
+    "spec.job.retrieval.end_to_end, or remove spec.retrievalClusterRef to run the job with its own "
+    "retrieval group"
+)
 #: Trainer fields a shared job may give only equal to its cluster's; omitted, the cluster's apply.
 TRAINER_FIELDS_FROM_CLUSTER = ("gpus_per_pod", "workers_per_pod")
 
@@ -308,11 +315,7 @@ def shared_job_problems(spec: RagFinetuneJobSpec, cluster_name: str) -> Problems
         )
     if spec.job.retrieval.end_to_end is not None:
         problems.append(
-            (
-                "spec.job.retrieval.end_to_end",
-                f"must be omitted with {ref}: the shared actors serve other jobs, and their index must "
-                "not change under them (run the job with its own retrieval group)",
-            )
+            ("spec.job.retrieval.end_to_end", f"must be omitted with {ref}: {END_TO_END_NOT_WITH_REF}")
         )
     return problems
 
