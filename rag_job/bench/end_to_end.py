@@ -43,7 +43,9 @@ class EndToEndBenchConfig:
     def validate(self) -> None:
         if self.entities < 50 or self.steps < 1 or self.refresh_every_steps < 1:
             raise ValueError("--entities must be at least 50, --steps and --refresh-every at least 1")
-        if self.learning_rate <= 0 or (self.retriever_learning_rate or 1) <= 0:
+        if self.learning_rate <= 0 or (
+            self.retriever_learning_rate is not None and self.retriever_learning_rate <= 0
+        ):
             raise ValueError("--learning-rate and --retriever-learning-rate must be positive")
         if not self.runs or set(self.runs) - set(RUNS):
             raise ValueError(f"--runs takes some of {', '.join(RUNS)}; got {', '.join(self.runs)}")
