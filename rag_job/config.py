@@ -239,6 +239,12 @@ class TrainingConfig(_Strict):
     )
     batch_size: int = Field(default=8, ge=1, description="Questions per worker per micro-batch.")
     learning_rate: float = Field(default=3e-5, gt=0, description="Peak learning rate (AdamW).")
+    retriever_learning_rate: float | None = Field(
+        default=None,
+        gt=0,
+        description="Peak learning rate of the DPR question and context encoders (their own AdamW "
+        "parameter group, same schedule); unset: learning_rate.",
+    )
     weight_decay: float = Field(default=0.0, ge=0)
     warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps.")
     gradient_accumulation_steps: int = Field(default=1, ge=1)

@@ -212,18 +212,23 @@ def end_to_end(
     out: Annotated[Path, typer.Option(help="Output directory: end-to-end/end_to_end.{json,md}.")] = Path(
         "out/bench"
     ),
-    entities: Annotated[int, typer.Option(help="Invented entities of the knowledge base.")] = 600,
+    entities: Annotated[int, typer.Option(help="Invented entities of the knowledge base.")] = 2000,
     steps: Annotated[int, typer.Option(help="Optimizer steps per run.")] = 300,
     refresh_every: Annotated[int, typer.Option(help="End-to-end: refresh the index every N steps.")] = 25,
     seed: Annotated[int, typer.Option(help="Seed of the data, models and training.")] = 0,
-    dpr_steps: Annotated[int, typer.Option(help="DPR warm-up steps of the tiny models.")] = 600,
+    dpr_steps: Annotated[
+        int, typer.Option(help="DPR warm-up steps of the tiny models (few: a weak retriever to improve).")
+    ] = 30,
     reader_steps: Annotated[
         int, typer.Option(help="Generator reading warm-up steps at most (0: none; EM then says little).")
     ] = 2000,
     runs: Annotated[str, typer.Option(help="Runs: frozen, question_encoder, end_to_end.")] = (
         "frozen,question_encoder,end_to_end"
     ),
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate of every run.")] = 1e-4,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate of the generator.")] = 2e-3,
+    retriever_learning_rate: Annotated[
+        float, typer.Option(help="Peak learning rate of the DPR question and context encoders.")
+    ] = 3e-5,
 ) -> None:
     """Frozen retriever vs end-to-end retriever training on the demo's held-out entities."""
     from rag_job.bench.end_to_end import EndToEndBenchConfig, end_to_end_markdown, run_end_to_end_bench
@@ -239,6 +244,7 @@ def end_to_end(
         reader_steps=reader_steps,
         runs=tuple(r.strip() for r in runs.split(",") if r.strip()),
         learning_rate=learning_rate,
+        retriever_learning_rate=retriever_learning_rate,
     )
     _run_and_print(config, run_end_to_end_bench, end_to_end_markdown, out, "end-to-end/end_to_end.json")
 

@@ -79,6 +79,23 @@ def _total_steps(config: JobConfig, batches_per_epoch: int) -> int:
     return per_epoch * (config.training.epochs or 1)
 
 
+def optimizer_param_groups(model, config: JobConfig) -> list[dict]:
+    """AdamW parameter groups of the trainable parameters: the generator (and anything else) at
+    `training.learning_rate` first, then the DPR question and context encoders at
+    `training.retriever_learning_rate` when that is set (one group otherwise)."""
+    rate, retriever_rate = config.training.learning_rate, config.training.retriever_learning_rate
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if retriever_rate is None:
+        return [{"params": trainable, "lr": rate}]
+    towers = [model.rag.question_encoder, getattr(model.rag, "ctx_encoder", None)]
+    in_towers = {id(p) for tower in towers if tower is not None for p in tower.parameters()}
+    groups = [
+        {"params": [p for p in trainable if id(p) not in in_towers], "lr": rate},
+        {"params": [p for p in trainable if id(p) in in_towers], "lr": retriever_rate},
+    ]
+    return [group for group in groups if group["params"]]
+
+
 def _maybe_inject_failure(step: int, rank: int, fail_at_step: int | None, marker: Path) -> None:
     """Fault injection for tests and drills: rank 0 dies once at `fail_at_step` (the marker makes it once)."""
     if fail_at_step is not None and rank == 0 and step == fail_at_step and not marker.exists():
@@ -216,7 +233,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        trainable, lr=config.training.learning_rate, weight_decay=config.training.weight_decay
+        optimizer_param_groups(unwrapped, config), weight_decay=config.training.weight_decay
     )
     batches_per_epoch = len(_batches(train_examples, config.training.batch_size, rank, world, 0, 0))
     if batches_per_epoch < config.training.gradient_accumulation_steps:
