@@ -8,10 +8,11 @@ nothing heavier than pydantic and PyYAML: the operator image has no torch or Ray
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -89,11 +90,20 @@ _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 class EndToEndConfig(_Strict):
     """Train the DPR context encoder too, re-encoding the knowledge base while training runs."""
 
-    refresh_every_steps: int = Field(
+    refresh_every_steps: int | None = Field(
+        default=None,
         ge=1,
         description="Every N optimizer steps rank 0 snapshots the context encoder and re-encodes the "
         "knowledge base into a new index version in the background; the retrieval actors swap to it "
-        "when it is written (training goes on over the previous index meanwhile).",
+        "when it is written (training goes on over the previous index meanwhile). Set this or "
+        "refresh_at_steps.",
+    )
+    refresh_at_steps: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="A schedule instead of a fixed interval: the optimizer steps to refresh at, "
+        "increasing (e.g. [25, 50, 100, 200, 400]: often while the encoder moves fast, rarely "
+        "later). Set this or refresh_every_steps.",
     )
     ctx_encoder: str | None = Field(
         default=None,
@@ -131,6 +141,26 @@ class EndToEndConfig(_Strict):
         "written, and metrics.json (end_to_end.final_index) and export.json say its version and the step "
         "its encoder was copied at.",
     )
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> EndToEndConfig:
+        every, at = self.refresh_every_steps, self.refresh_at_steps
+        if (every is None) == (at is None):
+            raise ValueError(
+                "set exactly one of refresh_every_steps (a fixed interval, e.g. 100) and "
+                f"refresh_at_steps (a list of steps, e.g. [25, 50, 100, 200]); got {'both' if every else 'neither'}"
+            )
+        if at is not None and any(b <= a for a, b in itertools.pairwise(at)):
+            raise ValueError(
+                f"refresh_at_steps must increase step by step, got {at}: sort it and drop repeats"
+            )
+        return self
+
+    def refresh_due(self, step: int) -> bool:
+        """Whether a refresh starts after optimizer step `step`."""
+        if self.refresh_at_steps is not None:
+            return step in self.refresh_at_steps
+        return step % self.refresh_every_steps == 0
 
 
 class RetrievalConfig(_Strict):

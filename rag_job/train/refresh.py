@@ -1,10 +1,10 @@
 """Index refresh during end-to-end retriever training, off the trainers' critical path.
 
-Every `refresh_every_steps` optimizer steps rank 0 copies the context encoder's weights (a CPU
-copy, taken between steps so no optimizer update tears it) and hands the rest to a background
-thread: it saves the copy under KB/index/encoders/v<N>/, has the job's encode actors (started
-once, on retrieval nodes: `rag_job.knowledge.encoder_pool`) re-encode the passages and write
-index version N, then swaps rank 0's pool to it (`swap_index`). Training goes on over the
+Every `refresh_every_steps` optimizer steps (or at the steps of `refresh_at_steps`) rank 0 copies
+the context encoder's weights (a CPU copy, taken between steps so no optimizer update tears it)
+and hands the rest to a background thread: it saves the copy under KB/index/encoders/v<N>/, has
+the job's encode actors (started once, on retrieval nodes: `rag_job.knowledge.encoder_pool`)
+re-encode the passages and write index version N, then swaps rank 0's pool to it (`swap_index`). Training goes on over the
 previous version meanwhile; the other ranks' pools move when an answer reports the new active
 version (`RetrievalPool.search_with_version`). One refresh at a time: a due refresh while one
 runs is skipped and logged. A failed refresh is logged and counted; training goes on.
@@ -269,7 +269,7 @@ class IndexRefresher:
         finished = self.poll(step, wait=done)
         if done:
             finished = self.finish(model, step) or finished
-        elif step % self.settings.refresh_every_steps == 0:
+        elif self.settings.refresh_due(step):
             self.start(model, step)
         self._busy_during_step = self.running
         metrics = {"index_version": self.index_version, "refresh_overlapped": overlapped}

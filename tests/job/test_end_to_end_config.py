@@ -36,6 +36,14 @@ def _config(tmp_path, kb: str, **e2e_and_retrieval) -> dict:
         ({"encode_actors": 0}, "retrieval.end_to_end.encode_actors"),
         ({"rerank_every": 3}, "retrieval.end_to_end.rerank_every: Extra inputs are not permitted"),
         ({"rerank_candidates": 5}, "rerank_candidates (5) must exceed retrieval.n_docs (5)"),
+        ({"refresh_every_steps": None}, "set exactly one of refresh_every_steps"),
+        ({"refresh_at_steps": [10, 20]}, "(a list of steps, e.g. [25, 50, 100, 200]); got both"),
+        ({"refresh_every_steps": None, "refresh_at_steps": [10, 10]}, "sort it and drop repeats"),
+        (
+            {"refresh_every_steps": None, "refresh_at_steps": [0, 5]},
+            "retrieval.end_to_end.refresh_at_steps.0",
+        ),
+        ({"refresh_every_steps": None, "refresh_at_steps": []}, "retrieval.end_to_end.refresh_at_steps"),
     ],
 )
 def test_end_to_end_is_refused_where_it_cannot_work(tmp_path, overrides, expected):
@@ -109,3 +117,12 @@ def test_pre_flight_names_a_missing_context_encoder_before_any_cluster_work(tiny
     assert "retrieval.end_to_end.ctx_encoder: the knowledge base" in str(err.value)
     data["retrieval"]["end_to_end"]["ctx_encoder"] = str(tiny_assets.ctx_encoder)
     check_before_cluster_work(JobConfig.from_dict(data))  # passes
+
+
+def test_a_refresh_schedule_refreshes_at_its_steps_only(tmp_path):
+    every = JobConfig.from_dict(_config(tmp_path, "/data/kb")).retrieval.end_to_end
+    assert [step for step in range(1, 21) if every.refresh_due(step)] == [5, 10, 15, 20]
+    schedule = JobConfig.from_dict(
+        _config(tmp_path, "/data/kb", refresh_every_steps=None, refresh_at_steps=[2, 4, 8, 16])
+    ).retrieval.end_to_end
+    assert [step for step in range(1, 21) if schedule.refresh_due(step)] == [2, 4, 8, 16]
