@@ -42,6 +42,18 @@ class Prefetch:
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
+    def __deepcopy__(self, memo: dict) -> Prefetch:
+        """The same read: a copied searcher (transformers deep-copies a retriever) maps the same
+        file, and one page cache serves both."""
+        return self
+
+    def __getstate__(self) -> dict:
+        """Pickled (a searcher sent to another process), the figures travel, not the thread."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_stop", "_thread")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _stop=threading.Event(), _thread=None)
+
     def stop(self) -> None:
         """Ask the reader to stop after its current chunk (the searcher is being dropped)."""
         self._stop.set()

@@ -90,3 +90,17 @@ def test_resident_fraction_sees_an_evicted_file_and_a_read_one(data_file):
     assert resident_fraction(data_file) < 0.5
     data_file.read_bytes()
     assert resident_fraction(data_file) == 1.0
+
+
+def test_a_searcher_with_a_prefetch_can_be_deep_copied_and_pickled(tmp_path):
+    """transformers deep-copies a model's retriever (the local one holds the searcher)."""
+    import copy
+    import pickle
+
+    kb = tmp_path / "kb"
+    write_synthetic_knowledge_base(kb, 500, 16, "flat", shards=1)
+    searcher = ShardSearcher(kb, 0, mmap="auto")
+    assert searcher.prefetch is not None and searcher.prefetch.wait(60)
+    assert copy.deepcopy(searcher).prefetch is searcher.prefetch
+    restored = pickle.loads(pickle.dumps(searcher.prefetch))
+    assert restored.read_bytes + restored.cached_bytes == searcher.prefetch.size and restored.wait(1)
