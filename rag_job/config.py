@@ -110,12 +110,23 @@ class EndToEndConfig(_Strict):
         description="The DPR context encoder to start from (a directory every node sees, with its "
         "tokenizer). Default: the one kb.json records (`build-index --ctx-encoder`).",
     )
-    encode_actors: int = Field(
-        default=1,
+    encode_on: Literal["retrieval_nodes", "trainers"] = Field(
+        default="retrieval_nodes",
+        description="What re-encodes the passages on a refresh. retrieval_nodes: encode_actors Ray "
+        "actors on the retrieval nodes, in the background (the trainers do not wait; suits CPU "
+        "clusters and knowledge bases a refresh interval can encode on CPUs). trainers: every trainer "
+        "encodes its slice on its own device (GPU) with the current encoder, pausing training for "
+        "that long; the index is then built and swapped in the background (suits large knowledge "
+        "bases that CPUs encode too slowly). metrics.json reports the pause (end_to_end."
+        "trainer_pause_seconds_total).",
+    )
+    encode_actors: int | None = Field(
+        default=None,
         ge=1,
         description="Ray actors, started once per job, that re-encode the passages on each refresh "
         "(each holds a slice); placed on retrieval nodes when there are any, reserving no CPU and no "
-        "rag_retrieval slot (they borrow the retrieval pods' CPU time in bursts).",
+        "rag_retrieval slot (they borrow the retrieval pods' CPU time in bursts). Default 1; "
+        "encode_on retrieval_nodes only.",
     )
     encode_batch_size: int = Field(default=64, ge=1, description="Passages per encoder forward pass.")
     rerank_candidates: int | None = Field(
@@ -125,11 +136,11 @@ class EndToEndConfig(_Strict):
         "index and keep the n_docs the current context encoder scores highest (no gradient). Unset: "
         "no reranking.",
     )
-    encode_threads: int = Field(
-        default=1,
+    encode_threads: int | None = Field(
+        default=None,
         ge=1,
         description="Torch threads per encode actor: kept low so a refresh does not starve the "
-        "retrieval actors it shares nodes with.",
+        "retrieval actors it shares nodes with. Default 1; encode_on retrieval_nodes only.",
     )
     refresh_at_end: bool = Field(
         default=True,
@@ -153,6 +164,12 @@ class EndToEndConfig(_Strict):
         if at is not None and any(b <= a for a, b in itertools.pairwise(at)):
             raise ValueError(
                 f"refresh_at_steps must increase step by step, got {at}: sort it and drop repeats"
+            )
+        actor_fields = [f for f in ("encode_actors", "encode_threads") if getattr(self, f) is not None]
+        if self.encode_on == "trainers" and actor_fields:
+            raise ValueError(
+                f"{' and '.join(actor_fields)} set the encode actors on the retrieval nodes, which "
+                "encode_on: trainers does not start: remove them, or set encode_on: retrieval_nodes"
             )
         return self
 

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,27 +48,50 @@ def encode_passages(
     progress: bool = True,
 ) -> np.ndarray:
     """DPR context embeddings (pooler output) of `title [SEP] text`, float32 [N, D]."""
-    import torch
     from tqdm.auto import tqdm
     from transformers import DPRContextEncoder, DPRContextEncoderTokenizerFast
 
     encoder = DPRContextEncoder.from_pretrained(str(ctx_encoder_path)).eval()
     tokenizer = DPRContextEncoderTokenizerFast.from_pretrained(str(ctx_encoder_path))
+    starts = tqdm(
+        range(0, len(passages), batch_size), desc="encoding passages", unit="batch", disable=not progress
+    )
+    batches = (
+        ([p.title for p in passages[s : s + batch_size]], [p.text for p in passages[s : s + batch_size]])
+        for s in starts
+    )
+    return encode_text_batches(encoder, tokenizer, batches, max_length=max_length)
+
+
+def encode_text_batches(
+    encoder,
+    tokenizer,
+    batches: Iterable[tuple[list[str], list[str]]],
+    max_length: int = 256,
+    device=None,
+    autocast_dtype=None,
+) -> np.ndarray:
+    """Embeddings of (titles, texts) batches with a loaded encoder in eval mode, float32 [N, D].
+
+    The one encoding rule every path shares (build-index, the encode actors, trainers encoding
+    their own slice), so an index's embeddings never depend on which of them wrote it.
+    `device` (default: the encoder's) and `autocast_dtype` (CUDA only) serve trainers on GPUs.
+    """
+    import torch
+
+    device = device or next(encoder.parameters()).device
+    use_autocast = autocast_dtype is not None and torch.device(device).type == "cuda"
     chunks = []
     with torch.inference_mode():
-        for start in tqdm(
-            range(0, len(passages), batch_size), desc="encoding passages", unit="batch", disable=not progress
-        ):
-            batch = passages[start : start + batch_size]
+        for titles, texts in batches:
             inputs = tokenizer(
-                [p.title for p in batch],
-                [p.text for p in batch],
-                truncation=True,
-                max_length=max_length,
-                padding="longest",
-                return_tensors="pt",
-            )
-            chunks.append(encoder(**inputs).pooler_output.float().numpy())
+                titles, texts, truncation=True, max_length=max_length, padding="longest", return_tensors="pt"
+            ).to(device)
+            with torch.autocast("cuda", dtype=autocast_dtype, enabled=use_autocast):
+                pooled = encoder(**inputs).pooler_output
+            chunks.append(pooled.float().cpu().numpy())
+    if not chunks:
+        return np.zeros((0, encoder.config.projection_dim or encoder.config.hidden_size), dtype=np.float32)
     return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
 
 

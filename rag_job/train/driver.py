@@ -117,12 +117,15 @@ def start_encoders(config: JobConfig):
     """End-to-end: the actors that re-encode the passages on each refresh, started now so their
     start-up overlaps the trainers' instead of delaying the first refresh (None when off)."""
     e2e = config.retrieval.end_to_end
-    if e2e is None:
+    if e2e is None or e2e.encode_on == "trainers":  # the trainers encode their own slices
         return None
     from rag_job.knowledge.encoder_pool import EncoderPool
 
     return EncoderPool(
-        config.retrieval.knowledge_base, e2e.encode_actors, e2e.encode_threads, e2e.encode_batch_size
+        config.retrieval.knowledge_base,
+        e2e.encode_actors or 1,
+        e2e.encode_threads or 1,
+        e2e.encode_batch_size,
     )
 
 

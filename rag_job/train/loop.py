@@ -257,14 +257,25 @@ def train_loop_per_worker(loop_config: dict) -> None:
         state["restarts"] = saved.get("restarts", 0) + 1  # resumes of this run, kept in checkpoints
         state["startup"] = saved.get("startup", {})  # the run's start-up, not this resume's
         logger.info("rank %d resumed from checkpoint at step %d", rank, state["step"])
-    refresher = None
-    if config.retrieval.end_to_end and rank == 0:
+    refresher, trainer_encoding = None, None
+    autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.training.mixed_precision)
+    e2e = config.retrieval.end_to_end
+    if e2e is not None:
         from rag_job.train.refresh import IndexRefresher
+        from rag_job.train.trainer_encode import TrainerEncoding, TrainerParts
 
         kb = config.retrieval.knowledge_base
         encoders = loop_config["encoders"]
-        refresher = IndexRefresher(config.retrieval.end_to_end, retriever, encoders, kb)
-        refresher.restore(state.get("index"), ctx_source, resume_dir is not None, model, state["step"])
+        if e2e.encode_on == "trainers":  # every rank encodes its slice at each refresh
+            trainer_encoding = TrainerEncoding(
+                e2e, kb, rank, world, retriever.ctx_encoder_tokenizer, device, autocast_dtype
+            )
+            encoders = TrainerParts(kb, world)
+        if rank == 0:
+            refresher = IndexRefresher(e2e, retriever, encoders, kb, trainer_encoding)
+            refresher.restore(state.get("index"), ctx_source, resume_dir is not None, model, state["step"])
+        elif trainer_encoding is not None:
+            trainer_encoding.follow(model)  # rank 0's restore announces whether it refreshes now
 
     def run_eval(prefix: str) -> dict[str, float]:
         sums = evaluate(
@@ -293,7 +304,6 @@ def train_loop_per_worker(loop_config: dict) -> None:
         state["eval"]["before"] = run_eval("eval")
         retriever.take_latencies()  # training metrics count training calls only
 
-    autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.training.mixed_precision)
     use_autocast = autocast_dtype is not None and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_autocast and autocast_dtype == torch.float16)
     accumulation = config.training.gradient_accumulation_steps
@@ -353,7 +363,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
             if config.retrieval.end_to_end:
                 from rag_job.train.refresh import end_to_end_step
 
-                metrics.update(end_to_end_step(refresher, retriever.pool, model, state["step"], done, world))
+                metrics.update(
+                    end_to_end_step(
+                        refresher, retriever.pool, model, state["step"], done, world, trainer_encoding
+                    )
+                )
                 state["index"] = refresher.state() if refresher else None
             state["history"].append(metrics)
             window_latencies.extend(latencies)

@@ -9,6 +9,10 @@ previous version meanwhile; the other ranks' pools move when an answer reports t
 version (`RetrievalPool.search_with_version`). One refresh at a time: a due refresh while one
 runs is skipped and logged. A failed refresh is logged and counted; training goes on.
 
+With `encode_on: trainers` the encode actors are not started: every rank pauses after the step
+to encode its slice on its own device (rag_job/train/trainer_encode.py), and the background
+thread only builds the version from the slices and swaps to it.
+
 When training ends, the final evaluation and the export should use the index of the encoder
 they evaluate: so rank 0 waits for a running refresh, then (`refresh_at_end`, unless the served
 index already is the final encoder's) re-encodes once more, synchronously, before either runs,
@@ -57,11 +61,15 @@ class RefreshReport:
 
     version: int
     encoded_at_step: int
+    #: retrieval_nodes (the encode actors, in the background) or trainers (every rank, paused).
+    encoded_on: str = "retrieval_nodes"
     snapshot_seconds: float = 0.0
     encode_seconds: float = 0.0
     build_seconds: float = 0.0
     swap_seconds: float = 0.0
     total_seconds: float = 0.0
+    #: Seconds the trainers stopped to encode their slices (encode_on: trainers; 0 otherwise).
+    trainer_pause_seconds: float = 0.0
     finished_at_step: int | None = None
     deleted_versions: list[str] = field(default_factory=list)
 
@@ -73,7 +81,7 @@ def encoder_dir(kb_dir: str | Path, version: int) -> Path:
 class IndexRefresher:
     """Rank 0's refresh schedule and the one refresh in flight (see the module docstring)."""
 
-    def __init__(self, settings: EndToEndConfig, retriever, encoders, kb_dir: str):
+    def __init__(self, settings: EndToEndConfig, retriever, encoders, kb_dir: str, trainer_encoding=None):
         self.settings = settings
         self.pool = retriever.pool
         self.tokenizer = retriever.ctx_encoder_tokenizer
@@ -89,7 +97,12 @@ class IndexRefresher:
         self._running: RefreshReport | None = None
         self._error: BaseException | None = None
         self._busy_during_step = False
-        self.encoders = encoders  # an EncoderPool the driver started with the retrieval actors
+        self._paused_this_step = 0.0  # encode_on: trainers: seconds the trainers stopped after this step
+        #: An EncoderPool the driver started with the retrieval actors, or (encode_on: trainers)
+        #: a TrainerParts that builds a version from the slices the trainers wrote.
+        self.encoders = encoders
+        #: encode_on: trainers: rank 0's side of the collective encode (rag_job/train/trainer_encode.py).
+        self.trainer_encoding = trainer_encoding
         #: The index the final evaluation and the export use (`finish`); None until training ends.
         self.final: dict | None = None
         #: Orphaned version directories deleted (`clean_orphans`): "path: why".
@@ -141,6 +154,12 @@ class IndexRefresher:
             self.start(model, step)
         else:
             logger.info("end-to-end: serving index v%d, no refresh needed at step %d", served, step)
+            self._pass()
+
+    def _pass(self) -> None:
+        """encode_on: trainers: tell the other ranks nothing is encoded at this point."""
+        if self.trainer_encoding is not None:
+            self.trainer_encoding.announce(None, None)
 
     def start(self, model, step: int) -> bool:
         """Copy the encoder now and re-encode in the background; False (logged) when one is running."""
@@ -150,19 +169,40 @@ class IndexRefresher:
                 "end-to-end: refresh due at step %d skipped: the one started at step %d still runs",
                 step, self._running.encoded_at_step,
             )  # fmt: skip
+            self._pass()
             return False
         self.clean_orphans(f"before the refresh of step {step}")
         started = time.perf_counter()
+        report = RefreshReport(version=next_version(self.kb_dir), encoded_at_step=step)
+        if self.trainer_encoding is not None and not self._trainers_encode(model, report):
+            return False
+        snapshot_started = time.perf_counter()
         encoder = copy.deepcopy(trained_ctx_encoder(model)).to("cpu").eval()
         tokenizer = copy.deepcopy(self.tokenizer)  # a Rust tokenizer is not to be shared across threads
-        report = RefreshReport(version=next_version(self.kb_dir), encoded_at_step=step)
-        report.snapshot_seconds = time.perf_counter() - started
+        report.snapshot_seconds = time.perf_counter() - snapshot_started
         self._running, self._error = report, None
         self._thread = threading.Thread(
             target=self._run, args=(encoder, tokenizer, report, started), name="index-refresh", daemon=True
         )
         self._thread.start()
         return True
+
+    def _trainers_encode(self, model, report: RefreshReport) -> bool:
+        """encode_on: trainers: every rank encodes its slice now; False (a failure, logged) when one could not."""
+        report.encoded_on = "trainers"
+        paused = time.perf_counter()
+        errors = self.trainer_encoding.announce(report.version, model)
+        report.trainer_pause_seconds = report.encode_seconds = time.perf_counter() - paused
+        self._paused_this_step += report.trainer_pause_seconds
+        if not errors:
+            return True
+        self.encoders.discard(report.version)
+        self.failures.append(
+            f"v{report.version} (encoder of step {report.encoded_at_step}): the trainers could not encode "
+            f"their slices: {'; '.join(errors)}"
+        )
+        logger.error("end-to-end: refresh to index v%d failed; training goes on: %s", report.version, errors)
+        return False
 
     def _run(self, encoder, tokenizer, report: RefreshReport, started: float) -> None:
         from rag_job.retrieval.swap import swap_index
@@ -172,7 +212,8 @@ class IndexRefresher:
             path.mkdir(parents=True, exist_ok=True)
             save_ctx_encoder(encoder, tokenizer, path)
             _, timings = self.encoders.encode_version(path, report.version)
-            report.encode_seconds, report.build_seconds = timings["encode_seconds"], timings["build_seconds"]
+            report.encode_seconds += timings["encode_seconds"]  # trainers: their pause, already counted
+            report.build_seconds = timings["build_seconds"]
             swapped = time.perf_counter()
             swap = swap_index(self.pool, self.kb_dir, report.version)
             report.swap_seconds = time.perf_counter() - swapped
@@ -266,6 +307,7 @@ class IndexRefresher:
         step, and the seconds of a refresh that finished.
         """
         overlapped = self._busy_during_step or self.running
+        self._paused_this_step = 0.0
         finished = self.poll(step, wait=done)
         if done:
             finished = self.finish(model, step) or finished
@@ -275,6 +317,8 @@ class IndexRefresher:
         metrics = {"index_version": self.index_version, "refresh_overlapped": overlapped}
         if finished is not None:
             metrics["refresh_seconds"] = finished.total_seconds
+        if self._paused_this_step:
+            metrics["trainer_encode_seconds"] = self._paused_this_step
         return metrics
 
     def finish(self, model, step: int) -> RefreshReport | None:
@@ -284,15 +328,17 @@ class IndexRefresher:
         report = None
         if self.encoded_at_step == step:
             outcome = "not needed: the served index is the final encoder's"
+            self._pass()
         elif not self.settings.refresh_at_end:
             outcome = "off (refresh_at_end: false)"
+            self._pass()
         else:
             logger.info(
                 "end-to-end: training ended at step %d on index v%d (%s); re-encoding with the final "
                 "encoder before the final evaluation", step, self.index_version, self._encoder_words(),
             )  # fmt: skip
-            self.start(model, step)
-            report = self.poll(step, wait=True)
+            started = self.start(model, step)
+            report = self.poll(step, wait=True) if started else None
             outcome = "done" if report is not None else f"failed: {self.failures[-1]}"
         self.final = {
             "version": self.index_version,
@@ -339,6 +385,7 @@ def refresh_summary(index_state: dict | None, history: list[dict]) -> dict | Non
     during = mean([h["step_time_s"] for h in steps if h.get("refresh_overlapped")])
     otherwise = mean([h["step_time_s"] for h in steps if not h.get("refresh_overlapped")])
     refreshes = index_state.get("refreshes", [])
+    pauses = [r.get("trainer_pause_seconds", 0.0) for r in refreshes]
     return {
         **index_state,
         "index_version": index_state.get("version"),
@@ -347,13 +394,25 @@ def refresh_summary(index_state: dict | None, history: list[dict]) -> dict | Non
         "step_time_s_during_refresh": during,
         "step_time_s_otherwise": otherwise,
         "step_time_ratio_during_refresh": during / otherwise if during and otherwise else None,
+        # encode_on: trainers: the trainers' stops to encode (not in step_time_s, which ends before).
+        "trainer_pause_seconds_total": sum(pauses),
+        "trainer_pause_seconds_mean": mean([p for p in pauses if p]),
     }
 
 
-def end_to_end_step(refresher: IndexRefresher | None, pool, model, step: int, done: bool, world: int) -> dict:
-    """Every rank, after every step: rank 0's refresh bookkeeping, and the index version each
-    rank's pool asks for (`index_version_by_rank`: shows the other ranks follow a swap)."""
-    metrics = refresher.after_step(model, step, done) if refresher is not None else {}
+def end_to_end_step(
+    refresher: IndexRefresher | None, pool, model, step: int, done: bool, world: int, trainer_encoding=None
+) -> dict:
+    """Every rank, after every step: rank 0's refresh bookkeeping (the other ranks encode their
+    slices with it when the trainers encode), and the index version each rank's pool asks for
+    (`index_version_by_rank`: shows the other ranks follow a swap)."""
+    from rag_job.train.trainer_encode import announces_after
+
+    metrics = {}
+    if refresher is not None:
+        metrics = refresher.after_step(model, step, done)
+    elif trainer_encoding is not None and announces_after(trainer_encoding.settings, step, done):
+        trainer_encoding.follow(model)
     versions = [pool.version]
     if world > 1:
         import torch.distributed as dist

@@ -21,6 +21,7 @@ def e2e_config(
     refresh_every_steps: int = 2,
     rerank_candidates=None,
     refresh_at_end: bool = True,
+    encode_on: str = "retrieval_nodes",
     **overrides,
 ):
     return make_config(
@@ -31,7 +32,8 @@ def e2e_config(
         retrieval__end_to_end={
             "refresh_every_steps": refresh_every_steps,
             "ctx_encoder": str(tiny_assets.ctx_encoder),
-            "encode_actors": 2,
+            "encode_on": encode_on,
+            **({"encode_actors": 2} if encode_on == "retrieval_nodes" else {}),
             "encode_batch_size": 16,
             "rerank_candidates": rerank_candidates,
             "refresh_at_end": refresh_at_end,
@@ -142,6 +144,50 @@ def test_context_encoder_learns_and_the_index_is_swapped_while_training_runs(
     passages = [Passage(str(i), r["title"], r["text"]) for i, r in enumerate(load_passages(kb_copy))]
     again = encode_passages(passages, tmp_path / "out" / "ctx_encoder", batch_size=16, progress=False)
     np.testing.assert_allclose(vectors, again, atol=1e-4)
+
+
+def test_trainers_encode_their_slices_and_rank_0_builds_and_swaps_the_version(
+    ray_cluster, tiny_assets, kb_copy, tmp_path
+):
+    """encode_on: trainers: at each refresh both ranks pause to encode their halves of the passages;
+    the version rank 0 builds from the halves equals one encode of every passage with the encoder
+    of that step, the other rank follows the swap, and no part file is left behind."""
+    from rag_job.knowledge.index import encode_passages
+    from rag_job.knowledge.ingest import Passage
+    from rag_job.knowledge.versions import current_version, version_embeddings
+    from rag_job.retrieval.searcher import load_passages
+    from rag_job.train.driver import run_training, start_encoders
+    from rag_job.train.refresh import ENCODERS_DIR
+
+    steps = 9
+    config = e2e_config(
+        tiny_assets, tmp_path, kb_copy, "e2e-trainers", 4, encode_on="trainers", training__max_steps=steps,
+        checkpoint__every_steps=9,
+    )  # fmt: skip
+    assert start_encoders(config) is None  # no encode actors: the trainers encode
+    summary = run_training(config)
+    e2e = json.loads((tmp_path / "out" / "metrics.json").read_text())["end_to_end"]
+
+    assert e2e["failures"] == [] and e2e["skipped_steps"] == []
+    # Refreshes after steps 4 and 8 (each built and swapped in the background), and the final one at 9.
+    assert [r["encoded_at_step"] for r in e2e["refreshes"]] == [4, 8, 9]
+    assert all(r["encoded_on"] == "trainers" and r["trainer_pause_seconds"] > 0 for r in e2e["refreshes"])
+    assert e2e["trainer_pause_seconds_total"] == pytest.approx(
+        sum(r["trainer_pause_seconds"] for r in e2e["refreshes"])
+    )
+    paused = {h["step"] for h in summary.history if h.get("trainer_encode_seconds")}
+    assert paused == {4, 8, 9}
+    served = current_version(kb_copy)
+    assert e2e["final_index"]["version"] == served and e2e["final_index"]["encoded_at_step"] == steps
+    # rank 1 followed the first swap before the second refresh.
+    by_step = {h["step"]: h["index_version_by_rank"] for h in summary.history}
+    assert min(by_step[8]) >= e2e["refreshes"][0]["version"], by_step
+
+    # The version is both ranks' halves, in order: one encode of every passage with the final encoder.
+    passages = [Passage(str(i), r["title"], r["text"]) for i, r in enumerate(load_passages(kb_copy))]
+    whole = encode_passages(passages, tmp_path / "out" / "ctx_encoder", batch_size=16, progress=False)
+    np.testing.assert_allclose(version_embeddings(kb_copy, served), whole, atol=1e-4)
+    assert not list((kb_copy / "index" / ENCODERS_DIR).glob("*/parts"))
 
 
 def test_resumed_job_loads_the_context_encoder_and_index_version_from_its_checkpoint(
