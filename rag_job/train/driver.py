@@ -198,6 +198,11 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     finally:
         if encoders is not None:
             encoders.close()
+        if config.retrieval.end_to_end is not None:
+            from rag_job.knowledge.lease import release_if_held_by
+
+            if release_if_held_by(config.retrieval.knowledge_base, ray.get_runtime_context().get_job_id()):
+                logger.info("end-to-end: released the knowledge base lease this run's rank 0 left")
     if index_load is not None:
         index_load.join()
         marks[RETRIEVAL_READY_MARK] = index_load.ready_unix or marks["retrieval_started"]

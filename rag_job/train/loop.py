@@ -272,7 +272,11 @@ def train_loop_per_worker(loop_config: dict) -> None:
             )
             encoders = TrainerParts(kb, world)
         if rank == 0:
-            refresher = IndexRefresher(e2e, retriever, encoders, kb, trainer_encoding)
+            from rag_job.knowledge.lease import Lease
+
+            # before any version is touched: one end-to-end job per knowledge base
+            lease = Lease.acquire(kb, config.name, ray.get_runtime_context().get_job_id())
+            refresher = IndexRefresher(e2e, retriever, encoders, kb, trainer_encoding, lease)
             refresher.restore(state.get("index"), ctx_source, resume_dir is not None, model, state["step"])
         elif trainer_encoding is not None:
             trainer_encoding.follow(model)  # rank 0's restore announces whether it refreshes now

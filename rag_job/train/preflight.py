@@ -71,6 +71,7 @@ def check_before_cluster_work(config: JobConfig) -> list[str]:
         check_retrieval_against_kb(config, meta, result)
     if config.retrieval.end_to_end is not None and meta is not None:
         check_ctx_encoder(config, result)
+        check_no_other_end_to_end_job(config, result)
     check_data(config, result)
     check_writable("checkpoint.storage_path", config.checkpoint.storage_path, result)
     check_writable("output_dir", config.output_dir, result)
@@ -90,6 +91,16 @@ def check_ctx_encoder(config: JobConfig, result: Preflight) -> None:
         resolve_ctx_encoder(config)
     except ConfigError as err:
         result.problem(FIELD, str(err).removeprefix(f"{FIELD}: "))
+
+
+def check_no_other_end_to_end_job(config: JobConfig, result: Preflight) -> None:
+    """Another live end-to-end job on the same knowledge base would delete this one's index
+    versions and it theirs (rag_job/knowledge/lease.py)."""
+    from rag_job.knowledge.lease import check_free
+
+    busy = check_free(config.retrieval.knowledge_base)
+    if busy is not None:
+        result.problem("retrieval.knowledge_base", busy)
 
 
 def check_model(path: str, result: Preflight) -> None:

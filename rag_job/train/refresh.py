@@ -81,7 +81,9 @@ def encoder_dir(kb_dir: str | Path, version: int) -> Path:
 class IndexRefresher:
     """Rank 0's refresh schedule and the one refresh in flight (see the module docstring)."""
 
-    def __init__(self, settings: EndToEndConfig, retriever, encoders, kb_dir: str, trainer_encoding=None):
+    def __init__(
+        self, settings: EndToEndConfig, retriever, encoders, kb_dir: str, trainer_encoding=None, lease=None
+    ):
         self.settings = settings
         self.pool = retriever.pool
         self.tokenizer = retriever.ctx_encoder_tokenizer
@@ -103,6 +105,8 @@ class IndexRefresher:
         self.encoders = encoders
         #: encode_on: trainers: rank 0's side of the collective encode (rag_job/train/trainer_encode.py).
         self.trainer_encoding = trainer_encoding
+        #: This job's hold on the knowledge base (rag_job/knowledge/lease.py), released by `finish`.
+        self.lease = lease
         #: The index the final evaluation and the export use (`finish`); None until training ends.
         self.final: dict | None = None
         #: Orphaned version directories deleted (`clean_orphans`): "path: why".
@@ -163,6 +167,11 @@ class IndexRefresher:
 
     def start(self, model, step: int) -> bool:
         """Copy the encoder now and re-encode in the background; False (logged) when one is running."""
+        if self.lease is not None and self.lease.lost:
+            self.failures.append(f"refresh of step {step} not started: {self.lease.lost}")
+            logger.error("end-to-end: refresh of step %d not started: %s", step, self.lease.lost)
+            self._pass()
+            return False
         if self.running:
             self.skipped_steps.append(step)
             logger.warning(
@@ -340,6 +349,8 @@ class IndexRefresher:
             started = self.start(model, step)
             report = self.poll(step, wait=True) if started else None
             outcome = "done" if report is not None else f"failed: {self.failures[-1]}"
+        if self.lease is not None:
+            self.lease.release()
         self.final = {
             "version": self.index_version,
             "encoded_at_step": self.encoded_at_step,

@@ -156,6 +156,7 @@ def test_trainers_encode_their_slices_and_rank_0_builds_and_swaps_the_version(
     from rag_job.knowledge.ingest import Passage
     from rag_job.knowledge.versions import current_version, version_embeddings
     from rag_job.retrieval.searcher import load_passages
+    from rag_job.knowledge.lease import lease_path
     from rag_job.train.driver import run_training, start_encoders
     from rag_job.train.refresh import ENCODERS_DIR
 
@@ -188,6 +189,7 @@ def test_trainers_encode_their_slices_and_rank_0_builds_and_swaps_the_version(
     whole = encode_passages(passages, tmp_path / "out" / "ctx_encoder", batch_size=16, progress=False)
     np.testing.assert_allclose(version_embeddings(kb_copy, served), whole, atol=1e-4)
     assert not list((kb_copy / "index" / ENCODERS_DIR).glob("*/parts"))
+    assert not lease_path(kb_copy).exists()  # released when training ended
 
 
 def test_resumed_job_loads_the_context_encoder_and_index_version_from_its_checkpoint(
@@ -200,7 +202,7 @@ def test_resumed_job_loads_the_context_encoder_and_index_version_from_its_checkp
         tiny_assets, tmp_path, kb_copy, "e2e-resume", training__max_steps=6, checkpoint__every_steps=3,
         rerank_candidates=6, refresh_at_end=False, export_knowledge_base="always",
     )  # fmt: skip
-    run_training(config, fail_at_step=4)
+    run_training(config, fail_at_step=4)  # the restarted rank 0 takes its run's lease back at once
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["resumed_from_step"] == 3 and metrics["restarts"] == 1
     first, resumed = metrics["end_to_end"]["starts"]
