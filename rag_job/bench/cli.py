@@ -229,6 +229,14 @@ def end_to_end(
     retriever_learning_rate: Annotated[
         float, typer.Option(help="Peak learning rate of the DPR question and context encoders.")
     ] = 3e-5,
+    split_cpus: Annotated[
+        bool,
+        typer.Option(
+            "--split-cpus",
+            help="Trainer nodes on half the CPUs, retrieval nodes (encode actors) on the other half, "
+            "as separate pods would be (default: every node shares every CPU).",
+        ),
+    ] = False,
 ) -> None:
     """Frozen retriever vs end-to-end retriever training on the demo's held-out entities."""
     from rag_job.bench.end_to_end import EndToEndBenchConfig, end_to_end_markdown, run_end_to_end_bench
@@ -245,6 +253,7 @@ def end_to_end(
         runs=tuple(r.strip() for r in runs.split(",") if r.strip()),
         learning_rate=learning_rate,
         retriever_learning_rate=retriever_learning_rate,
+        split_cpus=split_cpus,
     )
     _run_and_print(config, run_end_to_end_bench, end_to_end_markdown, out, "end-to-end/end_to_end.json")
 

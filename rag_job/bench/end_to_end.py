@@ -7,6 +7,11 @@ end-to-end (question and context encoders trained, the index refreshed every N s
 recall@k and EM come from each run's own end-of-training evaluation; the refresh cost (encode,
 build, swap seconds) and the step time while a refresh runs vs not from its metrics.json.
 
+`--split-cpus` runs the trainer nodes on half this machine's CPUs and the retrieval nodes (the
+encode actors' home) on the other half, as separate trainer and retrieval pods would be: without
+it every node shares every CPU, so a refresh's encoding slows the trainers as it would not on
+Kubernetes.
+
 The defaults leave retrieval something to win: a weak DPR (held-out recall@3 well below 1), a
 generator that has learnt to read (so the RAG loss rewards the passage holding the answer), and
 the encoders at their own, lower learning rate (docs/end-to-end-retriever.md has the figures).
@@ -43,8 +48,17 @@ class EndToEndBenchConfig:
     #: The DPR encoders' rate: at 2e-3 they drift off their index (recall fell to 0), and at 1e-4
     #: end-to-end fell below the frozen retriever (0.427 -> 0.377, 2000 entities, seed 0).
     retriever_learning_rate: float | None = 3e-5
+    #: Trainer and retrieval nodes on separate halves of the CPUs (see the module docstring).
+    split_cpus: bool = False
 
     def validate(self) -> None:
+        if self.split_cpus:
+            from rag_job.local.cluster import split_usable_cpus
+
+            try:
+                split_usable_cpus()
+            except ValueError as err:
+                raise ValueError(f"--split-cpus: {err}") from None
         if self.entities < 50 or self.steps < 1 or self.refresh_every_steps < 1:
             raise ValueError("--entities must be at least 50, --steps and --refresh-every at least 1")
         if self.learning_rate <= 0 or (
@@ -78,7 +92,13 @@ def run_end_to_end_bench(bench: EndToEndBenchConfig) -> dict:
     import ray
     from rich.console import Console
 
-    from rag_job.local.cluster import LocalLayout, connect, start_local_cluster
+    from rag_job.local.cluster import (
+        LocalLayout,
+        connect,
+        split_usable_cpus,
+        start_local_cluster,
+        usable_cpus,
+    )
     from rag_job.local.demo import prepare_inputs
     from rag_job.train.driver import run_training
 
@@ -89,7 +109,16 @@ def run_end_to_end_bench(bench: EndToEndBenchConfig) -> dict:
     inputs = prepare_inputs(
         out, console, bench.seed, bench.entities, dpr_steps=bench.dpr_steps, reader_steps=bench.reader_steps
     )
-    cluster = start_local_cluster(LocalLayout(trainer_nodes=2, retrieval_nodes=2))
+    trainer_cpus, retrieval_cpus = split_usable_cpus() if bench.split_cpus else (None, None)
+    layout = LocalLayout(
+        trainer_nodes=2, retrieval_nodes=2, trainer_cpu_set=trainer_cpus, retrieval_cpu_set=retrieval_cpus
+    )
+    cpus = {
+        "usable": sorted(usable_cpus()),
+        "trainer_nodes": sorted(trainer_cpus) if trainer_cpus else None,
+        "retrieval_nodes": sorted(retrieval_cpus) if retrieval_cpus else None,
+    }
+    cluster = start_local_cluster(layout)
     runs = {}
     try:
         connect(cluster)
@@ -110,7 +139,7 @@ def run_end_to_end_bench(bench: EndToEndBenchConfig) -> dict:
     finally:
         ray.shutdown()
         cluster.shutdown()
-    result = {"config": {k: str(v) for k, v in bench.__dict__.items()}, "runs": runs}
+    result = {"config": {k: str(v) for k, v in bench.__dict__.items()}, "cpus": cpus, "runs": runs}
     (out / "end_to_end.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "end_to_end.md").write_text(end_to_end_markdown(result))
     return result
@@ -144,6 +173,7 @@ def end_to_end_markdown(result: dict) -> str:
             f"| {run} | {cell(r['recall_at_k_before'])} -> {cell(r['recall_at_k_after'])} | "
             f"{cell(r['em_before'])} -> {cell(r['em_after'])} | {cell(r['loss_end'])} | {r['seconds']} |"
         )
+    lines.append(f"\n{_cpus_line(result.get('cpus'))}")
     e2e = result["runs"].get("end_to_end", {}).get("end_to_end") or {}
     for refresh in e2e.get("refreshes", []):
         lines.append(
@@ -159,3 +189,14 @@ def end_to_end_markdown(result: dict) -> str:
             f"refreshes skipped (one still running) at steps {e2e.get('skipped_steps')}"
         )
     return "\n".join(lines) + "\n"
+
+
+def _cpus_line(cpus: dict | None) -> str:
+    if not cpus:
+        return "CPUs: not recorded"
+    if cpus.get("trainer_nodes") is None:
+        return f"CPUs: every node shares CPUs {cpus['usable']} (no --split-cpus)"
+    return (
+        f"CPUs (--split-cpus): trainer nodes on {cpus['trainer_nodes']}, retrieval nodes (encode actors) "
+        f"on {cpus['retrieval_nodes']}; head and driver on {cpus['usable']}"
+    )
