@@ -237,6 +237,13 @@ def end_to_end(
             "as separate pods would be (default: every node shares every CPU).",
         ),
     ] = False,
+    encode_on: Annotated[
+        str,
+        typer.Option(
+            help="Who re-encodes on a refresh: retrieval_nodes (encode actors, in the background) or "
+            "trainers (each its slice, training paused)."
+        ),
+    ] = "retrieval_nodes",
 ) -> None:
     """Frozen retriever vs end-to-end retriever training on the demo's held-out entities."""
     from rag_job.bench.end_to_end import EndToEndBenchConfig, end_to_end_markdown, run_end_to_end_bench
@@ -254,6 +261,7 @@ def end_to_end(
         learning_rate=learning_rate,
         retriever_learning_rate=retriever_learning_rate,
         split_cpus=split_cpus,
+        encode_on=encode_on,
     )
     _run_and_print(config, run_end_to_end_bench, end_to_end_markdown, out, "end-to-end/end_to_end.json")
 

@@ -50,6 +50,9 @@ class EndToEndBenchConfig:
     retriever_learning_rate: float | None = 3e-5
     #: Trainer and retrieval nodes on separate halves of the CPUs (see the module docstring).
     split_cpus: bool = False
+    #: What re-encodes on a refresh (retrieval.end_to_end.encode_on): the encode actors on the
+    #: retrieval nodes, or the trainers themselves (each its slice, training paused).
+    encode_on: str = "retrieval_nodes"
 
     def validate(self) -> None:
         if self.split_cpus:
@@ -65,6 +68,8 @@ class EndToEndBenchConfig:
             self.retriever_learning_rate is not None and self.retriever_learning_rate <= 0
         ):
             raise ValueError("--learning-rate and --retriever-learning-rate must be positive")
+        if self.encode_on not in ("retrieval_nodes", "trainers"):
+            raise ValueError(f"--encode-on takes retrieval_nodes or trainers; got {self.encode_on!r}")
         if not self.runs or set(self.runs) - set(RUNS):
             raise ValueError(f"--runs takes some of {', '.join(RUNS)}; got {', '.join(self.runs)}")
 
@@ -83,7 +88,8 @@ def _config(out: Path, inputs, run: str, bench: EndToEndBenchConfig, kb: Path):
     if run == "end_to_end":
         raw["retrieval"]["end_to_end"] = {
             "refresh_every_steps": bench.refresh_every_steps,
-            "encode_actors": 2,
+            "encode_on": bench.encode_on,
+            **({"encode_actors": 2} if bench.encode_on == "retrieval_nodes" else {}),
         }
     return type(config).from_dict(raw, source=f"bench {run} config")
 
@@ -180,7 +186,8 @@ def end_to_end_markdown(result: dict) -> str:
             f"\nrefresh to v{refresh['version']} (encoder of step {refresh['encoded_at_step']}): encode "
             f"{refresh['encode_seconds']:.2f}s, build {refresh['build_seconds']:.2f}s, swap "
             f"{refresh['swap_seconds']:.2f}s, total {refresh['total_seconds']:.2f}s, served from step "
-            f"{refresh['finished_at_step']}"
+            f"{refresh['finished_at_step']}; encoded on {refresh.get('encoded_on', 'retrieval_nodes')}, "
+            f"trainers paused {refresh.get('trainer_pause_seconds', 0.0):.2f}s"
         )
     if e2e:
         lines.append(

@@ -27,6 +27,7 @@ from rag_job.bench.cli import app
         (["end-to-end", "--runs", "frozen,magic"], "--runs"),
         (["end-to-end", "--entities", "10"], "--entities"),
         (["end-to-end", "--retriever-learning-rate", "0"], "--retriever-learning-rate"),
+        (["end-to-end", "--encode-on", "gpus"], "--encode-on"),
     ],
 )
 def test_bad_bench_option_is_rejected_naming_it(args, named, tmp_path):
