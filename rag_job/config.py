@@ -146,8 +146,8 @@ class EndToEndConfig(_Strict):
         default=True,
         description="When training ends on an index older than the final context encoder, wait for a "
         "running refresh, then re-encode once more with the final encoder before the final evaluation "
-        "and the export, so both use the trained retriever (the other trainers wait in a collective that "
-        "Ray Train times out after 30 minutes). Turn off when the knowledge base is so large "
+        "and the export, so both use the trained retriever (the other trainers wait in a collective "
+        "that fails after training.collective_timeout_s, 30 minutes by default). Turn off when the knowledge base is so large "
         "that one more re-encode costs too much: the evaluation and export then use the last index "
         "written, and metrics.json (end_to_end.final_index) and export.json say its version and the step "
         "its encoder was copied at.",
@@ -313,6 +313,14 @@ class TrainingConfig(_Strict):
         default=10,
         ge=1,
         description="Report metrics to Ray Train and the log every N steps (each step is kept).",
+    )
+    collective_timeout_s: int = Field(
+        default=1800,
+        ge=60,
+        description="Seconds a torch.distributed collective waits for the slowest rank before the job "
+        "fails (Ray Train's TorchConfig.timeout_s). Raise it when a rank may legitimately wait long: "
+        "with retrieval.end_to_end.refresh_at_end the other trainers wait while rank 0 re-encodes the "
+        "knowledge base one last time.",
     )
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=list,

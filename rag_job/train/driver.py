@@ -138,7 +138,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     mark(marks, START_MARK)
     config = _with_end_to_end_paths(config)
     import ray.train
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
     from rag_job.train.loop import CHECKPOINT_MODEL_DIR, CHECKPOINT_STATE_FILE, train_loop_per_worker
     from rag_job.train.progress import ProgressGauges
@@ -162,6 +162,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
     storage_path, storage_filesystem = ray_storage(config.checkpoint.storage_path)
     trainer = TorchTrainer(
         train_loop_per_worker,
+        torch_config=TorchConfig(timeout_s=config.training.collective_timeout_s),
         train_loop_config={
             "job": config.to_json(),
             "pool": asdict(spec) if spec else None,
