@@ -2,10 +2,12 @@
 
 End-to-end retriever training refreshes the index many times in one job; starting actors (a
 Python process importing torch and transformers: seconds on a small machine) on every refresh
-would cost more than encoding a small knowledge base. So the actors start once, each holding
+would cost more than encoding a small knowledge base. So the actors start once, each owning
 one contiguous slice of the passages (`shard_ranges`), and each refresh only loads the new
-encoder weights and encodes. The slices' embeddings go from actor to actor through the object
-store, never through the caller, and actor 0 writes the version (`write_index_version`).
+encoder weights and encodes. Each actor streams its slice's embeddings into its own part file
+beside the version (`rag_job.knowledge.parts`), and actor 0 builds the version from the parts one
+shard at a time (`write_index_version`): neither the caller, nor the object store, nor any actor
+ever holds the whole knowledge base's embeddings.
 
 Placement, and why: the retrieval pods declare exactly as many `rag_retrieval` units as they
 host retrieval actors (the operator's retrieval group sets it to `actorsPerPod`; the local
@@ -22,15 +24,14 @@ machine, go first, and a refresh takes the CPU time they leave.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from rag_job.config import RETRIEVAL_RESOURCE
-from rag_job.knowledge.index import encode_passages, shard_ranges
-from rag_job.knowledge.ingest import Passage
+from rag_job.knowledge.index import shard_ranges
 from rag_job.knowledge.layout import load_meta
+from rag_job.knowledge.parts import part_path
 from rag_job.knowledge.versions import IndexVersion
 
 NICE_ENV = "RAG_ENCODE_NICE"
@@ -61,30 +62,44 @@ class PassageEncoder:
         torch.set_num_threads(torch_threads)
         # background work: searches and trainers first (a process can only lower its priority)
         self.niceness = os.nice(max(0, encode_niceness() - os.nice(0)))
-        self.kb_dir = kb_dir
-        rows = load_passages(kb_dir).select_columns(["title", "text"]).select(range(start, end))
-        self.passages = [
-            Passage(source_id=str(start + i), title=row["title"], text=row["text"])
-            for i, row in enumerate(rows)
-        ]
+        self.kb_dir, self.start, self.end = kb_dir, start, end
+        self.rows = load_passages(kb_dir).select_columns(["title", "text"])  # memory-mapped Arrow
 
     def ready(self) -> int:
-        return len(self.passages)
+        return self.end - self.start
 
     def priority(self) -> int:
         """This process's niceness (what `os.nice` reports)."""
         return os.nice(0)
 
-    def encode(self, encoder_path: str, batch_size: int) -> np.ndarray:
-        return encode_passages(self.passages, encoder_path, batch_size=batch_size, progress=False)
+    def encode(self, encoder_path: str, batch_size: int, target: str) -> int:
+        """Encode this slice with the encoder at `encoder_path` into the part file `target`."""
+        from transformers import DPRContextEncoder, DPRContextEncoderTokenizerFast
 
-    def write_version(self, version: int, encoder_path: str, *parts: np.ndarray) -> IndexVersion:
-        """Write index `version` from every slice's embeddings (Ray resolves the refs in `parts`)."""
+        from rag_job.knowledge.index import encoder_dim, iter_encoded
+        from rag_job.knowledge.parts import write_part
+
+        encoder = DPRContextEncoder.from_pretrained(encoder_path).eval()
+        tokenizer = DPRContextEncoderTokenizerFast.from_pretrained(encoder_path)
+        batches = (
+            (rows["title"], rows["text"])
+            for rows in (
+                self.rows[s : min(s + batch_size, self.end)] for s in range(self.start, self.end, batch_size)
+            )
+        )
+        chunks = iter_encoded(encoder, tokenizer, batches)
+        write_part(Path(target), self.end - self.start, encoder_dim(encoder), chunks)
+        return self.end - self.start
+
+    def write_version(
+        self, version: int, encoder_path: str, parts_dir: str, ranges: list[tuple[int, int]]
+    ) -> IndexVersion:
+        """Write index `version` from every slice's part, one shard's rows at a time."""
+        from rag_job.knowledge.parts import PartedEmbeddings
         from rag_job.knowledge.reindex import write_index_version
 
-        return write_index_version(
-            self.kb_dir, np.concatenate(parts), ctx_encoder=encoder_path, version=version
-        )
+        embeddings = PartedEmbeddings(parts_dir, ranges)
+        return write_index_version(self.kb_dir, embeddings, ctx_encoder=encoder_path, version=version)
 
 
 def retrieval_node_options(count: int) -> list[dict]:
@@ -115,22 +130,39 @@ class EncoderPool:
         self.kb_dir = str(kb_dir)
         self.batch_size = batch_size
         num_passages = load_meta(kb_dir).num_passages
-        ranges = shard_ranges(num_passages, min(actors, num_passages))
+        self.ranges = shard_ranges(num_passages, min(actors, num_passages))
         remote = ray.remote(PassageEncoder)
         self.actors = [
             remote.options(max_restarts=1, **options).remote(self.kb_dir, start, end, torch_threads)
-            for (start, end), options in zip(ranges, retrieval_node_options(len(ranges)), strict=True)
+            for (start, end), options in zip(
+                self.ranges, retrieval_node_options(len(self.ranges)), strict=True
+            )
         ]
 
-    def encode_version(self, encoder_path: str | Path, version: int) -> tuple[IndexVersion, dict[str, float]]:
-        """Encode every slice with `encoder_path` and write index `version`; (manifest, seconds by phase)."""
+    def encode_version(
+        self, encoder_path: str | Path, version: int, parts_dir: str | Path
+    ) -> tuple[IndexVersion, dict[str, float]]:
+        """Encode every slice with `encoder_path` into part files in `parts_dir` (on the volume
+        every actor sees; deleted afterwards) and write index `version`; (manifest, seconds by phase)."""
         import ray
 
         started = time.perf_counter()
-        parts = [actor.encode.remote(str(encoder_path), self.batch_size) for actor in self.actors]
-        ray.wait(parts, num_returns=len(parts), fetch_local=False)
-        encoded = time.perf_counter()
-        written = ray.get(self.actors[0].write_version.remote(version, str(encoder_path), *parts))
+        count = len(self.actors)
+        try:
+            ray.get(
+                [
+                    actor.encode.remote(
+                        str(encoder_path), self.batch_size, str(part_path(parts_dir, n, count))
+                    )
+                    for n, actor in enumerate(self.actors)
+                ]
+            )
+            encoded = time.perf_counter()
+            written = ray.get(
+                self.actors[0].write_version.remote(version, str(encoder_path), str(parts_dir), self.ranges)
+            )
+        finally:
+            shutil.rmtree(parts_dir, ignore_errors=True)
         return written, {"encode_seconds": encoded - started, "build_seconds": time.perf_counter() - encoded}
 
     def wait_idle(self, timeout_s: float) -> bool:

@@ -19,7 +19,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +71,27 @@ def encode_text_batches(
     device=None,
     autocast_dtype=None,
 ) -> np.ndarray:
-    """Embeddings of (titles, texts) batches with a loaded encoder in eval mode, float32 [N, D].
+    """Embeddings of (titles, texts) batches with a loaded encoder in eval mode, float32 [N, D]."""
+    chunks = list(iter_encoded(encoder, tokenizer, batches, max_length, device, autocast_dtype))
+    if not chunks:
+        return np.zeros((0, encoder_dim(encoder)), dtype=np.float32)
+    return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
+
+
+def encoder_dim(encoder) -> int:
+    """The size of a DPR encoder's embeddings (its projection, else its hidden size)."""
+    return encoder.config.projection_dim or encoder.config.hidden_size
+
+
+def iter_encoded(
+    encoder,
+    tokenizer,
+    batches: Iterable[tuple[list[str], list[str]]],
+    max_length: int = 256,
+    device=None,
+    autocast_dtype=None,
+) -> Iterator[np.ndarray]:
+    """One float32 [n, D] array per (titles, texts) batch, so a caller can stream them to disk.
 
     The one encoding rule every path shares (build-index, the encode actors, trainers encoding
     their own slice), so an index's embeddings never depend on which of them wrote it.
@@ -81,7 +101,6 @@ def encode_text_batches(
 
     device = device or next(encoder.parameters()).device
     use_autocast = autocast_dtype is not None and torch.device(device).type == "cuda"
-    chunks = []
     with torch.inference_mode():
         for titles, texts in batches:
             inputs = tokenizer(
@@ -89,10 +108,7 @@ def encode_text_batches(
             ).to(device)
             with torch.autocast("cuda", dtype=autocast_dtype, enabled=use_autocast):
                 pooled = encoder(**inputs).pooler_output
-            chunks.append(pooled.float().cpu().numpy())
-    if not chunks:
-        return np.zeros((0, encoder.config.projection_dim or encoder.config.hidden_size), dtype=np.float32)
-    return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
+            yield pooled.float().cpu().numpy()
 
 
 def encode_passages_on_ray(

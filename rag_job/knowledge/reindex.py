@@ -28,7 +28,7 @@ from rag_job.knowledge.versions import (
 
 def write_index_version(
     kb_dir: str | Path,
-    embeddings: np.ndarray,
+    embeddings,
     shards: int | None = None,
     index_type: str | None = None,
     ctx_encoder: str = "",
@@ -37,11 +37,14 @@ def write_index_version(
     """Write version `version` (default: the next number) of the index; returns its manifest.
 
     `embeddings` holds one row per passage, in the passages' order; shards and index type
-    default to kb.json's, so a pool of S shards can swap to it.
+    default to kb.json's, so a pool of S shards can swap to it. `embeddings` is an array, or
+    anything 2-D sliced by row ranges (`rag_job.knowledge.parts.PartedEmbeddings`): each shard's
+    rows are read on their own, so memory holds one shard's, not the knowledge base's.
     """
     kb_dir = Path(kb_dir)
     base = load_meta(kb_dir)
-    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if isinstance(embeddings, list | tuple):
+        embeddings = np.asarray(embeddings, dtype=np.float32)
     if embeddings.ndim != 2 or len(embeddings) != base.num_passages:
         raise ValueError(
             f"embeddings have shape {list(embeddings.shape)}; {kb_dir} has {base.num_passages} passages"
@@ -57,12 +60,12 @@ def write_index_version(
     prefix = f"{VERSIONS_DIR}/v{version}"
     infos = []
     for number, (start, end) in enumerate(ranges):
+        rows = np.ascontiguousarray(embeddings[start:end], dtype=np.float32)
         index_file = f"{prefix}/shard-{number:02d}-of-{shards:02d}.faiss"
-        index_digest = write_faiss_index(
-            build_faiss_index(embeddings[start:end], index_type), kb_dir, index_file
-        )
+        index_digest = write_faiss_index(build_faiss_index(rows, index_type), kb_dir, index_file)
         embeddings_file = f"{prefix}/embeddings-{number:02d}-of-{shards:02d}.npy"
-        np.save(kb_dir / embeddings_file, embeddings[start:end])
+        np.save(kb_dir / embeddings_file, rows)
+        del rows
         infos.append(
             VersionShardInfo.written(
                 index_digest, start, end, embeddings=digest_file(kb_dir, embeddings_file)

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag_job.config import EndToEndConfig
+from rag_job.knowledge.parts import PARTS_DIR
 from rag_job.knowledge.versions import (
     VERSIONS_DIR,
     current_version,
@@ -220,7 +221,7 @@ class IndexRefresher:
             path = encoder_dir(self.kb_dir, report.version)
             path.mkdir(parents=True, exist_ok=True)
             save_ctx_encoder(encoder, tokenizer, path)
-            _, timings = self.encoders.encode_version(path, report.version)
+            _, timings = self.encoders.encode_version(path, report.version, path / PARTS_DIR)
             report.encode_seconds += timings["encode_seconds"]  # trainers: their pause, already counted
             report.build_seconds = timings["build_seconds"]
             swapped = time.perf_counter()

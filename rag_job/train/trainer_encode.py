@@ -19,17 +19,12 @@ ranks instead of leaving the others waiting.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 logger = logging.getLogger(__name__)
 
-#: KB/index/encoders/v<N>/PARTS_DIR: the trainers' slices of version N, deleted once it is written.
-PARTS_DIR = "parts"
 #: Seconds between progress lines while a slice encodes.
 PROGRESS_EVERY_S = 30.0
 
@@ -40,41 +35,20 @@ def announces_after(settings, step: int, done: bool) -> bool:
     return done or settings.refresh_due(step)
 
 
-def slice_for(rank: int, world: int, num_passages: int) -> tuple[int, int]:
-    """Rank `rank`'s contiguous [start, end) of the passages; empty for ranks beyond the passages."""
+def trainer_slices(world: int, num_passages: int) -> list[tuple[int, int]]:
+    """The ranks' contiguous [start, end) slices, one part each; ranks beyond the last slice (more
+    trainers than passages) encode nothing."""
     from rag_job.knowledge.index import shard_ranges
 
-    ranges = shard_ranges(num_passages, min(world, num_passages))
-    return ranges[rank] if rank < len(ranges) else (num_passages, num_passages)
+    return shard_ranges(num_passages, min(world, num_passages))
 
 
 def parts_dir(kb_dir: str | Path, version: int) -> Path:
+    """KB/index/encoders/v<N>/parts: the slices of version N, deleted once it is written."""
+    from rag_job.knowledge.parts import PARTS_DIR
     from rag_job.train.refresh import encoder_dir
 
     return encoder_dir(kb_dir, version) / PARTS_DIR
-
-
-def part_file(kb_dir: str | Path, version: int, rank: int, world: int) -> Path:
-    return parts_dir(kb_dir, version) / f"part-{rank:04d}-of-{world:04d}.npy"
-
-
-def read_parts(kb_dir: str | Path, version: int, world: int, num_passages: int) -> np.ndarray:
-    """Every rank's slice of `version`, in passage order; a missing or misshapen part is an error
-    naming the file (a trainer that did not write it, or a volume not shared by every node)."""
-    parts = []
-    for rank in range(world):
-        start, end = slice_for(rank, world, num_passages)
-        path = part_file(kb_dir, version, rank, world)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"trainer rank {rank}'s embeddings {path} are missing: the knowledge base must be on a "
-                "volume every trainer and the rank-0 trainer share (a PVC mounted on every pod)"
-            )
-        rows = np.load(path)
-        if len(rows) != end - start:
-            raise ValueError(f"{path} has {len(rows)} rows; rank {rank}'s slice is passages {start}-{end}")
-        parts.append(rows)
-    return np.concatenate(parts)
 
 
 class TrainerEncoding:
@@ -86,9 +60,9 @@ class TrainerEncoding:
         self.settings = settings  # the job's EndToEndConfig: when to listen, the batch size
         self.kb_dir, self.rank, self.world, self.tokenizer = kb_dir, rank, world, tokenizer
         self.batch_size, self.device, self.autocast_dtype = settings.encode_batch_size, device, autocast_dtype
-        self.num_passages = load_meta(kb_dir).num_passages
-        self.start, self.end = slice_for(rank, world, self.num_passages)
-        self._rows = None  # the slice's titles and texts, opened on the first refresh
+        self.slices = trainer_slices(world, load_meta(kb_dir).num_passages)
+        self.start, self.end = self.slices[rank] if rank < len(self.slices) else (0, 0)
+        self._rows = None  # the passages' titles and texts (memory-mapped), opened on the first refresh
 
     # -- the collective protocol ---------------------------------------------------------------
     def announce(self, version: int | None, model) -> list[str]:
@@ -130,29 +104,28 @@ class TrainerEncoding:
         return [e for e in errors if e]
 
     # -- the work ---------------------------------------------------------------------------
-    def write_slice(self, model, version: int) -> Path:
+    def write_slice(self, model, version: int) -> Path | None:
         """Encode this rank's passages with the context encoder inside `model` (eval mode, no
-        gradient, then back to training mode) and write them as this rank's part of `version`."""
-        from rag_job.knowledge.index import encode_text_batches
+        gradient, then back to training mode), streaming them into this rank's part of `version`."""
+        from rag_job.knowledge.index import encoder_dim, iter_encoded
+        from rag_job.knowledge.parts import part_path, write_part
         from rag_job.train.ctx_encoder import trained_ctx_encoder
 
+        if self.end == self.start:
+            return None  # more trainers than passages: nothing left for this rank
         encoder = trained_ctx_encoder(model)
         started = time.perf_counter()
+        target = part_path(parts_dir(self.kb_dir, version), self.rank, len(self.slices))
         was_training = encoder.training
         encoder.eval()
         try:
-            embeddings = encode_text_batches(
+            chunks = iter_encoded(
                 encoder, self.tokenizer, self._batches(version, started), device=self.device,
                 autocast_dtype=self.autocast_dtype,
             )  # fmt: skip
+            write_part(target, self.end - self.start, encoder_dim(encoder), chunks)
         finally:
             encoder.train(was_training)
-        target = part_file(self.kb_dir, version, self.rank, self.world)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}")
-        with open(partial, "wb") as out:
-            np.save(out, embeddings)
-        partial.replace(target)  # a reader never sees half a part
         seconds = time.perf_counter() - started
         logger.info(
             "rank %d: encoded passages %d-%d for index v%d in %.1fs (%.0f passages/s on %s)",
@@ -184,21 +157,26 @@ class TrainerEncoding:
 
 class TrainerParts:
     """Rank 0's stand-in for the encode actors when the trainers encode: `encode_version` only
-    assembles the parts they wrote and writes the version (what the refresh thread runs)."""
+    builds the version from the parts they wrote (what the refresh thread runs)."""
 
     def __init__(self, kb_dir: str, world: int):
         from rag_job.knowledge.layout import load_meta
 
-        self.kb_dir, self.world = kb_dir, world
-        self.num_passages = load_meta(kb_dir).num_passages
+        self.kb_dir = kb_dir
+        self.slices = trainer_slices(world, load_meta(kb_dir).num_passages)
 
-    def encode_version(self, encoder_path: str | Path, version: int):
+    def encode_version(self, encoder_path: str | Path, version: int, parts: str | Path):
+        from rag_job.knowledge.parts import PartedEmbeddings
         from rag_job.knowledge.reindex import write_index_version
 
         started = time.perf_counter()
-        embeddings = read_parts(self.kb_dir, version, self.world, self.num_passages)
-        written = write_index_version(self.kb_dir, embeddings, ctx_encoder=str(encoder_path), version=version)
-        shutil.rmtree(parts_dir(self.kb_dir, version), ignore_errors=True)
+        try:
+            embeddings = PartedEmbeddings(parts, self.slices)
+            written = write_index_version(
+                self.kb_dir, embeddings, ctx_encoder=str(encoder_path), version=version
+            )
+        finally:
+            shutil.rmtree(parts, ignore_errors=True)
         return written, {"encode_seconds": 0.0, "build_seconds": time.perf_counter() - started}
 
     def discard(self, version: int) -> None:

@@ -21,15 +21,19 @@ def _priority() -> int:
     return os.nice(0)
 
 
-def test_encode_actors_write_what_one_process_would_at_a_lower_priority(ray_cluster, kb_copy, tiny_assets):
-    pool = EncoderPool(kb_copy, actors=3)
+def test_encode_actors_write_what_one_process_would_at_a_lower_priority(
+    ray_cluster, kb_copy, tiny_assets, tmp_path
+):
+    pool = EncoderPool(kb_copy, actors=3, batch_size=5)  # batches that do not divide the slices
+    parts = tmp_path / "parts"
     try:
         assert ray.get([actor.priority.remote() for actor in pool.actors]) == [DEFAULT_NICE] * 3
         searcher_priority = ray.get(_priority.remote())  # what any other Ray worker runs at
         assert searcher_priority < DEFAULT_NICE
-        written, seconds = pool.encode_version(tiny_assets.ctx_encoder, version=1)
+        written, seconds = pool.encode_version(tiny_assets.ctx_encoder, version=1, parts_dir=parts)
     finally:
         pool.close()
+    assert not parts.exists()  # the slices' part files are gone once the version holds them
     meta = load_meta(kb_copy)
     assert written.version == 1 and written.num_passages == meta.num_passages
     assert seconds["encode_seconds"] > 0 and seconds["build_seconds"] > 0

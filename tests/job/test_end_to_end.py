@@ -154,9 +154,9 @@ def test_trainers_encode_their_slices_and_rank_0_builds_and_swaps_the_version(
     of that step, the other rank follows the swap, and no part file is left behind."""
     from rag_job.knowledge.index import encode_passages
     from rag_job.knowledge.ingest import Passage
+    from rag_job.knowledge.lease import lease_path
     from rag_job.knowledge.versions import current_version, version_embeddings
     from rag_job.retrieval.searcher import load_passages
-    from rag_job.knowledge.lease import lease_path
     from rag_job.train.driver import run_training, start_encoders
     from rag_job.train.refresh import ENCODERS_DIR
 

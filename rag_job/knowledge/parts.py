@@ -1,0 +1,95 @@
+"""A new index version's embeddings as part files, so no process ever holds all of them.
+
+A refresh re-encodes every passage. At wiki_dpr's size (21M x 768 float32: 64 GB) gathering the
+embeddings in one process, or passing them through Ray's object store, would need a machine
+sized for the whole index, while the retrieval pods are sized for their shards. So each encoder
+(an encode actor, or a trainer) streams its contiguous slice into its own `.npy` part on the
+shared knowledge-base volume, and the builder reads them memory-mapped, one shard's rows at a
+time (`PartedEmbeddings`): its memory is one shard's, whatever the knowledge base's size.
+
+One file per writer, not one shared file: writers on different nodes writing disjoint rows of
+one file over NFS can lose each other's writes where rows share a page.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+#: The parts' directory, inside the directory of the encoder that wrote them.
+PARTS_DIR = "parts"
+
+
+def part_path(parts_dir: str | Path, number: int, count: int) -> Path:
+    return Path(parts_dir) / f"part-{number:04d}-of-{count:04d}.npy"
+
+
+def write_part(target: Path, rows: int, dim: int, chunks: Iterable[np.ndarray]) -> Path:
+    """Stream `chunks` (float32 [n, dim], `rows` in all) into the part `target`; it appears whole
+    or not at all (written under a temporary name, then renamed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}")
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(rows, dim))
+    try:
+        written = 0
+        for chunk in chunks:
+            if written + len(chunk) > rows:
+                raise ValueError(f"{target}: more than the {rows} rows of this slice were encoded")
+            out[written : written + len(chunk)] = chunk
+            written += len(chunk)
+        if written != rows:
+            raise ValueError(f"{target}: {written} rows encoded, the slice has {rows}")
+        out.flush()
+    except BaseException:
+        del out
+        partial.unlink(missing_ok=True)
+        raise
+    del out
+    partial.replace(target)
+    return target
+
+
+class PartedEmbeddings:
+    """Parts covering rows [0, N) in order, read as one [N, dim] array a slice at a time."""
+
+    def __init__(self, parts_dir: str | Path, ranges: list[tuple[int, int]]):
+        self.ranges = ranges
+        self.parts = []
+        for number, (start, end) in enumerate(ranges):
+            path = part_path(parts_dir, number, len(ranges))
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"the embeddings of passages {start}-{end} ({path}) are missing: the writer failed, or "
+                    "the knowledge base is not on a volume every trainer and retrieval pod shares"
+                )
+            rows = np.load(path, mmap_mode="r")
+            if rows.ndim != 2 or len(rows) != end - start:
+                raise ValueError(
+                    f"{path} has shape {list(rows.shape)}; it should hold passages {start}-{end}"
+                )
+            self.parts.append(rows)
+        dims = {p.shape[1] for p in self.parts}
+        if len(dims) > 1:
+            raise ValueError(f"the parts in {parts_dir} disagree on the embedding size: {sorted(dims)}")
+        self.shape = (ranges[-1][1] if ranges else 0, dims.pop() if dims else 0)
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        """Rows `rows` (a plain slice), copied from the parts that hold them."""
+        start, stop, step = rows.indices(len(self))
+        if step != 1:
+            raise ValueError("PartedEmbeddings reads contiguous row ranges only")
+        pieces = [
+            part[max(start, lo) - lo : min(stop, hi) - lo]
+            for (lo, hi), part in zip(self.ranges, self.parts, strict=True)
+            if lo < stop and hi > start
+        ]
+        if not pieces:
+            return np.zeros((0, self.shape[1]), dtype=np.float32)
+        return np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32)
