@@ -60,19 +60,7 @@ def encode_passages(
         ([p.title for p in passages[s : s + batch_size]], [p.text for p in passages[s : s + batch_size]])
         for s in starts
     )
-    return encode_text_batches(encoder, tokenizer, batches, max_length=max_length)
-
-
-def encode_text_batches(
-    encoder,
-    tokenizer,
-    batches: Iterable[tuple[list[str], list[str]]],
-    max_length: int = 256,
-    device=None,
-    autocast_dtype=None,
-) -> np.ndarray:
-    """Embeddings of (titles, texts) batches with a loaded encoder in eval mode, float32 [N, D]."""
-    chunks = list(iter_encoded(encoder, tokenizer, batches, max_length, device, autocast_dtype))
+    chunks = list(iter_encoded(encoder, tokenizer, batches, max_length=max_length))
     if not chunks:
         return np.zeros((0, encoder_dim(encoder)), dtype=np.float32)
     return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)
