@@ -218,7 +218,7 @@ class RetrievalConfig(_Strict):
     end_to_end: EndToEndConfig | None = Field(
         default=None,
         description="Train the context encoder too and refresh the index while training runs (Hugging "
-        "Face's rag-end2end-retriever, without its stop-the-world reload). Needs mode ray, no cluster, "
+        "Face's rag-end2end-retriever, without its stop-the-world reload). Needs mode ray or local, no cluster, "
         "and a knowledge_base that is a filesystem path every node sees (a PVC or local path; object-"
         "store URIs are not supported yet): the new index versions are written beside the old one.",
     )
@@ -228,10 +228,11 @@ class RetrievalConfig(_Strict):
         e2e = self.end_to_end
         if e2e is None:
             return self
-        if self.mode != "ray":
+        if self.mode == "torch":
             raise ValueError(
-                f"retrieval.end_to_end needs retrieval.mode 'ray' (the index swap runs in the retrieval "
-                f"actors), not {self.mode!r}: set mode: ray or remove end_to_end"
+                "retrieval.end_to_end needs retrieval.mode 'ray' (the retrieval actors swap to each new "
+                "index) or 'local' (every trainer switches its own copy), not 'torch': set mode: ray "
+                "or local, or remove end_to_end"
             )
         if self.cluster is not None:
             raise ValueError(

@@ -96,11 +96,30 @@ class RayRagRetriever(_TimedRetriever):
 
 
 class LocalRagRetriever(_TimedRetriever):
-    """Searches an in-process copy of every shard: the floor no remote scheme can beat."""
+    """Searches an in-process copy of every shard: the floor no remote scheme can beat.
+
+    It serves the knowledge base's current index version (`current.json`, version 0 when there
+    is none), as the retrieval actors do; end-to-end training moves it with `switch_to`."""
 
     def __init__(self, config, tokenizer, kb_dir, passages_path=None):
-        self.searcher = KnowledgeBaseSearcher(kb_dir)
+        from rag_job.knowledge.versions import current_version
+
+        self.searcher = KnowledgeBaseSearcher(kb_dir, version=current_version(kb_dir))
         super().__init__(config, tokenizer, kb_dir, passages_path)
+
+    @property
+    def version(self) -> int:
+        """The index version this retriever searches."""
+        return self.searcher.version
+
+    def switch_to(self, version: int) -> None:
+        """Open index `version` (checked against its manifest), then search it instead: a search
+        running meanwhile finishes on the old searcher, whose files stay open until then."""
+        if version == self.searcher.version:
+            return
+        opened = KnowledgeBaseSearcher(self.kb_dir, version=version)
+        previous, self.searcher = self.searcher, opened
+        previous.close()
 
     def _search(self, queries, n_docs):
         _, ids, embeds = self.searcher.search(queries, n_docs)

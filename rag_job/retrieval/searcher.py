@@ -345,16 +345,27 @@ def merge_top_k(
 
 
 class KnowledgeBaseSearcher:
-    """Every shard in this process: the `local` mode and the torch.distributed rank 0."""
+    """Every shard in this process: the `local` mode and the torch.distributed rank 0.
 
-    def __init__(self, kb_dir: str | Path, mmap: str | None = None):
+    `version` > 0 opens that index version's shards (end-to-end training in local mode), each
+    checked against the version's manifest first."""
+
+    def __init__(self, kb_dir: str | Path, mmap: str | None = None, version: int = 0):
         self.meta = load_meta(kb_dir)
+        self.version = version
+        if version:
+            self.shards = [open_shard(kb_dir, s, version, mmap) for s in range(len(self.meta.shards))]
+            return
         verify_files(kb_dir, self.meta, "fingerprint").raise_for_problems()
         dataset = load_passages(kb_dir)
         self.shards = [
             ShardSearcher(kb_dir, s, self.meta, dataset, verified=True, mmap=mmap)
             for s in range(len(self.meta.shards))
         ]
+
+    def close(self) -> None:
+        for shard in self.shards:
+            shard.close()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return merge_top_k([shard.search(queries, k) for shard in self.shards], k)

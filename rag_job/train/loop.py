@@ -369,7 +369,15 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
                 metrics.update(
                     end_to_end_step(
-                        refresher, retriever.pool, model, state["step"], done, world, trainer_encoding
+                        refresher,
+                        retriever.pool
+                        if config.retrieval.mode == "ray"
+                        else retriever,  # local: its searcher
+                        model,
+                        state["step"],
+                        done,
+                        world,
+                        trainer_encoding,
                     )
                 )
                 state["index"] = refresher.state() if refresher else None

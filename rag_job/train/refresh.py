@@ -9,6 +9,11 @@ previous version meanwhile; the other ranks' pools move when an answer reports t
 version (`RetrievalPool.search_with_version`). One refresh at a time: a due refresh while one
 runs is skipped and logged. A failed refresh is logged and counted; training goes on.
 
+In `local` retrieval mode there is no pool: the thread opens version N in rank 0's in-process
+searcher and marks it served, every other rank switches its own copy at the end of the step that
+shows rank 0 on N (`end_to_end_step`), and the old version is deleted once no rank searches it
+(`ranks_moved`).
+
 With `encode_on: trainers` the encode actors are not started: every rank pauses after the step
 to encode its slice on its own device (rag_job/train/trainer_encode.py), and the background
 thread only builds the version from the slices and swaps to it.
@@ -44,6 +49,7 @@ from rag_job.knowledge.versions import (
     list_versions,
     manifest_path,
     next_version,
+    set_current_version,
     version_numbers_on_disk,
 )
 from rag_job.train.ctx_encoder import save_ctx_encoder, trained_ctx_encoder
@@ -86,7 +92,12 @@ class IndexRefresher:
         self, settings: EndToEndConfig, retriever, encoders, kb_dir: str, trainer_encoding=None, lease=None
     ):
         self.settings = settings
-        self.pool = retriever.pool
+        #: ray mode: the retrieval pool rank 0 swaps; local mode: None, and `local` is rank 0's
+        #: in-process retriever (every rank switches its own; `ranks_moved`).
+        self.pool = getattr(retriever, "pool", None)
+        self.local = retriever if self.pool is None else None
+        #: local mode: the versions the ranks searched at the last step (none may be deleted).
+        self.local_held: set[int] = {retriever.version} if self.local is not None else set()
         self.tokenizer = retriever.ctx_encoder_tokenizer
         self.kb_dir = kb_dir
         self.reports: list[RefreshReport] = []
@@ -225,9 +236,12 @@ class IndexRefresher:
             report.encode_seconds += timings["encode_seconds"]  # trainers: their pause, already counted
             report.build_seconds = timings["build_seconds"]
             swapped = time.perf_counter()
-            swap = swap_index(self.pool, self.kb_dir, report.version)
+            if self.local is not None:  # open it, then serve it; the old one goes when every rank moved
+                self.local.switch_to(report.version)
+                set_current_version(self.kb_dir, report.version)
+            else:
+                report.deleted_versions = swap_index(self.pool, self.kb_dir, report.version).deleted
             report.swap_seconds = time.perf_counter() - swapped
-            report.deleted_versions = swap.deleted
             self._delete_unused_encoders()
         except Exception as err:  # reported by poll() on the training thread
             self._error = err
@@ -255,7 +269,10 @@ class IndexRefresher:
 
         candidates = [n for n in version_numbers_on_disk(self.kb_dir) if n not in self._versions_to_keep()]
         finished = {n for n in candidates if manifest_path(self.kb_dir, n).is_file()}
-        held, silent = loaded_versions(self.pool) if finished else (set(), [])
+        if self.local is not None:
+            held, silent = set(self.local_held), []
+        else:
+            held, silent = loaded_versions(self.pool) if finished else (set(), [])
         deleted = []
         for number in candidates:
             if number in finished and (number in held or silent):
@@ -278,6 +295,28 @@ class IndexRefresher:
             logger.info("end-to-end: %s: deleted orphaned index version %s: %s", when, path, why)
             deleted.append(f"{path}: {why}")
         self.orphans_deleted += deleted
+        return deleted
+
+    def ranks_moved(self, versions: list[int]) -> list[str]:
+        """local mode, after every step: the versions the ranks search now. Delete the finished
+        versions none of them searches any more and nothing else keeps (the one before a swap,
+        once the last rank has left it); one log line each."""
+        self.local_held = set(versions)
+        served = current_version(self.kb_dir)
+        deleted = []
+        for number in version_numbers_on_disk(self.kb_dir):
+            if number in self.local_held or number in self._versions_to_keep() or number > served:
+                continue
+            if not manifest_path(self.kb_dir, number).is_file():
+                continue  # unfinished: clean_orphans deals with it, saying why
+            try:
+                path = delete_version(self.kb_dir, number)
+            except OSError as err:
+                logger.warning("end-to-end: superseded index version %d not deleted: %s", number, err)
+                continue
+            shutil.rmtree(encoder_dir(self.kb_dir, number), ignore_errors=True)
+            logger.info("end-to-end: deleted index version %s: every rank searches v%d now", path, served)
+            deleted.append(str(path))
         return deleted
 
     def _versions_to_keep(self) -> set[int]:
@@ -425,10 +464,22 @@ def end_to_end_step(
         metrics = refresher.after_step(model, step, done)
     elif trainer_encoding is not None and announces_after(trainer_encoding.settings, step, done):
         trainer_encoding.follow(model)
-    versions = [pool.version]
-    if world > 1:
-        import torch.distributed as dist
-
-        versions = [None] * world
-        dist.all_gather_object(versions, pool.version)
+    local = hasattr(pool, "switch_to")  # a LocalRagRetriever; a RetrievalPool follows swaps itself
+    versions = _gather_versions(pool, world)
+    if local and len(set(versions)) > 1:  # rank 0 switched: every rank follows it, now
+        pool.switch_to(versions[0])
+        versions = _gather_versions(pool, world)
+    if local and refresher is not None:
+        refresher.ranks_moved(versions)
     return {**metrics, "index_version_by_rank": versions}
+
+
+def _gather_versions(searcher, world: int) -> list[int]:
+    """Every rank's index version (one collective; every rank calls it)."""
+    if world == 1:
+        return [searcher.version]
+    import torch.distributed as dist
+
+    versions = [None] * world
+    dist.all_gather_object(versions, searcher.version)
+    return versions

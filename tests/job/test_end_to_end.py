@@ -192,6 +192,38 @@ def test_trainers_encode_their_slices_and_rank_0_builds_and_swaps_the_version(
     assert not lease_path(kb_copy).exists()  # released when training ended
 
 
+def test_local_mode_every_trainer_switches_its_own_copy_at_the_same_step(
+    ray_cluster, tiny_assets, kb_copy, tmp_path
+):
+    """retrieval.mode local: no retrieval actors; rank 0 opens each new version in the background,
+    every other rank switches its in-process copy at the step rank 0 did, and a version is deleted
+    only once no rank searches it."""
+    from rag_job.knowledge.versions import current_version, list_versions, version_numbers_on_disk
+    from rag_job.train.driver import run_training
+
+    steps = 10
+    config = e2e_config(
+        tiny_assets, tmp_path, kb_copy, "e2e-local", 3, retrieval__mode="local", training__max_steps=steps,
+        checkpoint__every_steps=10, evaluation={"at_end": True, "max_samples": 8, "batch_size": 8},
+    )  # fmt: skip
+    summary = run_training(config)
+    e2e = json.loads((tmp_path / "out" / "metrics.json").read_text())["end_to_end"]
+
+    assert e2e["failures"] == [] and e2e["refresh_count"] >= 2, e2e
+    served = current_version(kb_copy)
+    assert e2e["final_index"] == {
+        "version": served,
+        "encoded_at_step": steps,
+        "step": steps,
+        "refresh_at_end": "done",
+    }
+    by_step = [h["index_version_by_rank"] for h in summary.history]
+    assert all(len(set(versions)) == 1 for versions in by_step), by_step  # never two versions at once
+    assert by_step[-1] == [served, served]
+    assert len({v[0] for v in by_step}) >= 3  # version 0, then at least two refreshed versions
+    assert list_versions(kb_copy) == [0, served] and version_numbers_on_disk(kb_copy) == [served]
+
+
 def test_resumed_job_loads_the_context_encoder_and_index_version_from_its_checkpoint(
     ray_cluster, tiny_assets, kb_copy, tmp_path
 ):
