@@ -31,7 +31,7 @@ def _config(tmp_path, kb: str, **e2e_and_retrieval) -> dict:
             {"mode": "torch"},
             "needs retrieval.mode 'ray' (the retrieval actors swap to each new index) or 'local'",
         ),
-        ({"mode": "torch"}, "set mode: ray or remove end_to_end"),
+        ({"mode": "torch"}, "set mode: ray or local, or remove end_to_end"),
         ({"cluster": "shared"}, "its index must not change under them"),
         ({"ctx_encoder": "s3://bucket/ctx"}, "must be a directory every node sees"),
         ({"passages_path": "/data/passages"}, "remove retrieval.passages_path"),
