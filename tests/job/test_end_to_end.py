@@ -209,6 +209,8 @@ def test_local_mode_every_trainer_switches_its_own_copy_at_the_same_step(
     summary = run_training(config)
     e2e = json.loads((tmp_path / "out" / "metrics.json").read_text())["end_to_end"]
 
+    # The refresh of step 3 cannot be skipped (none runs before it) and is collected by the end at
+    # the latest; later ones may be skipped while one runs (timing); the final one always runs.
     assert e2e["failures"] == [] and e2e["refresh_count"] >= 2, e2e
     served = current_version(kb_copy)
     assert e2e["final_index"] == {
@@ -220,7 +222,7 @@ def test_local_mode_every_trainer_switches_its_own_copy_at_the_same_step(
     by_step = [h["index_version_by_rank"] for h in summary.history]
     assert all(len(set(versions)) == 1 for versions in by_step), by_step  # never two versions at once
     assert by_step[-1] == [served, served]
-    assert len({v[0] for v in by_step}) >= 3  # version 0, then at least two refreshed versions
+    assert by_step[0] == [0, 0] and served >= 2  # the refresh of step 3 (at least), then the final one
     assert list_versions(kb_copy) == [0, served] and version_numbers_on_disk(kb_copy) == [served]
 
 
