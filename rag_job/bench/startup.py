@@ -111,17 +111,9 @@ def _model_width(rag: Path) -> int | None:
 
 def evict_from_page_cache(directory: Path) -> int:
     """Drop `directory`'s files from the page cache (POSIX_FADV_DONTNEED); returns the bytes covered."""
-    covered = 0
-    for path in directory.rglob("*"):
-        if not path.is_file():
-            continue
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-        covered += path.stat().st_size
-    return covered
+    from rag_job.retrieval.prefetch import evict_from_page_cache as evict_file
+
+    return sum(evict_file(path) for path in directory.rglob("*") if path.is_file())
 
 
 def job_config(

@@ -180,6 +180,19 @@ def _is_cached(fd: int, offset: int, probe: bytearray) -> bool:
     return True
 
 
+def evict_from_page_cache(path: Path) -> int:
+    """The inverse, for benches and tests of a cold start: write `path`'s dirty pages back (dirty
+    pages cannot be dropped) and drop its pages from the page cache; returns its size. Pages a
+    live process maps stay resident."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return Path(path).stat().st_size
+
+
 def resident_fraction(path: Path) -> float | None:
     """Share of `path`'s pages in the page cache (mincore on a fresh mapping: starts no I/O);
     None where it cannot be asked (not Linux, an empty file)."""

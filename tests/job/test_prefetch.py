@@ -3,9 +3,6 @@ ones skipped, a file larger than the memory left is left to the searches, and it
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -15,20 +12,12 @@ from rag_job.retrieval import prefetch as prefetch_module
 from rag_job.retrieval.prefetch import (
     PREFETCH_ENV,
     _cgroup_headroom,
+    evict_from_page_cache,
     prefetch_enabled,
     resident_fraction,
     start_prefetch,
 )
 from rag_job.retrieval.searcher import ShardSearcher
-
-
-def _evict(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 @pytest.fixture
@@ -40,7 +29,7 @@ def data_file(tmp_path, monkeypatch):
 
 
 def test_a_cold_file_is_read_and_a_cached_one_skipped(data_file):
-    _evict(data_file)
+    evict_from_page_cache(data_file)
     cold = start_prefetch(data_file, headroom=1 << 40)
     assert cold.wait(60)
     # Read from the first chunk on; the kernel's read-ahead may bring later chunks in first.
@@ -78,7 +67,7 @@ def test_a_mapped_shard_prefetches_its_index_and_a_read_one_does_not(tmp_path):
     kb = tmp_path / "kb"
     write_synthetic_knowledge_base(kb, 2_000, 16, "flat", shards=1)
     index_file = kb / load_meta(kb).shards[0].file
-    _evict(index_file)
+    evict_from_page_cache(index_file)
     mapped = ShardSearcher(kb, 0, mmap="auto")
     assert mapped.prefetch is not None and mapped.prefetch.wait(60)
     assert mapped.prefetch.read_bytes + mapped.prefetch.cached_bytes == index_file.stat().st_size
@@ -86,7 +75,7 @@ def test_a_mapped_shard_prefetches_its_index_and_a_read_one_does_not(tmp_path):
 
 
 def test_resident_fraction_sees_an_evicted_file_and_a_read_one(data_file):
-    _evict(data_file)
+    evict_from_page_cache(data_file)
     assert resident_fraction(data_file) < 0.5
     data_file.read_bytes()
     assert resident_fraction(data_file) == 1.0
