@@ -4,8 +4,8 @@ A refresh re-encodes every passage. At wiki_dpr's size (21M x 768 float32: 64 GB
 embeddings in one process, or passing them through Ray's object store, would need a machine
 sized for the whole index, while the retrieval pods are sized for their shards. So each encoder
 (an encode actor, or a trainer) streams its contiguous slice into its own `.npy` part on the
-shared knowledge-base volume, and the builder reads them memory-mapped, one shard's rows at a
-time (`PartedEmbeddings`): its memory is one shard's, whatever the knowledge base's size.
+shared knowledge-base volume, and the builder reads them one shard's rows at a time
+(`PartedEmbeddings`): its memory is one shard's, whatever the knowledge base's size.
 
 One file per writer, not one shared file: writers on different nodes writing disjoint rows of
 one file over NFS can lose each other's writes where rows share a page.
@@ -65,13 +65,18 @@ class PartedEmbeddings:
                     f"the embeddings of passages {start}-{end} ({path}) are missing: the writer failed, or "
                     "the knowledge base is not on a volume every trainer and retrieval pod shares"
                 )
-            rows = np.load(path, mmap_mode="r")
-            if rows.ndim != 2 or len(rows) != end - start:
+            try:
+                rows = np.load(path, mmap_mode="r")  # reads the header only
+            except (OSError, ValueError) as err:  # a truncated file, or no .npy at all
+                raise ValueError(f"{path} is no readable .npy part (cut short?): {err}") from err
+            if rows.ndim != 2 or len(rows) != end - start or rows.dtype != np.float32:
                 raise ValueError(
-                    f"{path} has shape {list(rows.shape)}; it should hold passages {start}-{end}"
+                    f"{path} holds {rows.dtype} {list(rows.shape)}; it should hold float32 rows of passages "
+                    f"{start}-{end}"
                 )
-            self.parts.append(rows)
-        dims = {p.shape[1] for p in self.parts}
+            self.parts.append((path, rows.offset, rows.shape[1]))
+            del rows
+        dims = {dim for _, _, dim in self.parts}
         if len(dims) > 1:
             raise ValueError(f"the parts in {parts_dir} disagree on the embedding size: {sorted(dims)}")
         self.shape = (ranges[-1][1] if ranges else 0, dims.pop() if dims else 0)
@@ -81,15 +86,20 @@ class PartedEmbeddings:
         return self.shape[0]
 
     def __getitem__(self, rows: slice) -> np.ndarray:
-        """Rows `rows` (a plain slice), copied from the parts that hold them."""
+        """Rows `rows` (a plain slice), read from the parts that hold them straight into one new
+        array: plain reads, not a mapping, so the parts' pages never count as this process's."""
         start, stop, step = rows.indices(len(self))
         if step != 1:
             raise ValueError("PartedEmbeddings reads contiguous row ranges only")
-        pieces = [
-            part[max(start, lo) - lo : min(stop, hi) - lo]
-            for (lo, hi), part in zip(self.ranges, self.parts, strict=True)
-            if lo < stop and hi > start
-        ]
-        if not pieces:
-            return np.zeros((0, self.shape[1]), dtype=np.float32)
-        return np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32)
+        out = np.empty((max(0, stop - start), self.shape[1]), dtype=np.float32)
+        row_bytes = self.shape[1] * 4
+        for (lo, hi), (path, offset, _) in zip(self.ranges, self.parts, strict=True):
+            first, last = max(start, lo), min(stop, hi)
+            if first >= last:
+                continue
+            target = memoryview(out[first - start : last - start]).cast("B")
+            with open(path, "rb") as part:
+                part.seek(offset + (first - lo) * row_bytes)
+                if part.readinto(target) != len(target):
+                    raise ValueError(f"{path} ended early: it is shorter than its header says")
+        return out

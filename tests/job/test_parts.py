@@ -52,6 +52,12 @@ def test_a_missing_short_or_misshapen_part_is_reported_naming_the_file(tmp_path)
         PartedEmbeddings(tmp_path, [(0, 5), (5, 10)])
     np.save(part_path(tmp_path, 1, 2), np.ones((4, 4), dtype=np.float32))
     with pytest.raises(
-        ValueError, match=r"part-0001-of-0002\.npy has shape \[4, 4\]; it should hold passages 5-10"
+        ValueError,
+        match=r"part-0001-of-0002\.npy holds float32 \[4, 4\]; it should hold float32 rows of passages 5-10",
     ):
+        PartedEmbeddings(tmp_path, [(0, 5), (5, 10)])
+    good = part_path(tmp_path, 1, 2)
+    write_part(good, 5, 4, [table[5:]])
+    good.write_bytes(good.read_bytes()[:-10])  # cut short, as a full volume would leave it
+    with pytest.raises(ValueError, match=r"part-0001-of-0002\.npy is no readable \.npy part \(cut short\?\)"):
         PartedEmbeddings(tmp_path, [(0, 5), (5, 10)])
