@@ -221,6 +221,26 @@ def test_job_config_travels_in_the_runtime_env_with_the_layout_filled_in() -> No
     assert config.checkpoint.storage_path == "/data/checkpoints/rag-nq-finetune"
 
 
+def test_the_end_to_end_example_renders_with_its_refresh_settings(rayjob_schema: dict[str, Any]) -> None:
+    """examples/rag-finetune-job-end-to-end.yaml: the CRD accepts it, the RayJob validates, and
+    the job config carries the refresh schedule, the trainers' encoding and the longer timeout."""
+    from tests.operator.finetunejob.test_crd import api_server_accepts
+
+    doc = yaml.safe_load((REPO / "examples" / "rag-finetune-job-end-to-end.yaml").read_text())
+    assert api_server_accepts(doc) == []
+    rayjob = rendered(doc)
+    validate_rayjob(rayjob_schema, rayjob)
+    config = job_config_of(rayjob)
+    e2e = config.retrieval.end_to_end
+    assert (
+        e2e is not None
+        and e2e.encode_on == "trainers"
+        and e2e.refresh_at_steps == [500, 1000, 2000, 4000, 8000]
+    )
+    assert e2e.encode_actors is None and config.training.collective_timeout_s == 7200
+    assert config.scaling.num_workers == 8 and config.scaling.use_gpu
+
+
 def test_object_store_uri_becomes_the_checkpoint_storage() -> None:
     doc = load_example("gpu")
     doc["spec"]["storage"] = {"uri": "s3://bucket/rag/"}
