@@ -65,14 +65,18 @@ def test_a_lease_whose_heartbeat_stopped_or_whose_process_exited_is_taken_over(t
 def test_the_heartbeat_moves_and_a_lease_taken_over_is_not_deleted_by_its_loser(tmp_path):
     lease = Lease.acquire(tmp_path, "job-a", "01000000", heartbeat_s=0.05)
     first = read_lease(tmp_path)["heartbeat_unix"]
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while read_lease(tmp_path)["heartbeat_unix"] == first and time.monotonic() < deadline:
         time.sleep(0.05)
     assert read_lease(tmp_path)["heartbeat_unix"] > first
 
-    _rewrite(tmp_path, job="job-b", ray_job_id="02000000")  # another run took it (we looked dead)
+    # Another run took it over (we looked dead). A beat that read the lease just before the
+    # takeover may still write ours over it once, as a stalled heartbeat could: take it again
+    # until a beat reads the other run's lease.
+    deadline = time.monotonic() + 30
     while lease.lost is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+        _rewrite(tmp_path, job="job-b", ray_job_id="02000000")
+        time.sleep(0.2)
     assert lease.lost is not None and "'job-b'" in lease.lost
     lease.release()
     assert read_lease(tmp_path)["job"] == "job-b"  # still theirs
