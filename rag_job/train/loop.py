@@ -7,6 +7,7 @@ retrieval pool's names); progress and checkpoints leave only through
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -203,7 +204,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
     torch.manual_seed(config.training.seed)
 
     checkpoint = ray.train.get_checkpoint()
-    resume_dir = Path(checkpoint.to_directory()) if checkpoint else None
+    # The checkpoint in place on a local or shared volume; a temporary copy, deleted once the
+    # state below is loaded, from an object store (a plain copy would stay in /tmp for good).
+    resume_open = contextlib.ExitStack()
+    resume_dir = Path(resume_open.enter_context(checkpoint.as_directory())) if checkpoint else None
     model_source = resume_dir / CHECKPOINT_MODEL_DIR if resume_dir else config.model.path
     tokenizer = RagTokenizer.from_pretrained(str(model_source))
     rag_config = rag_config_for(config, str(model_source))
@@ -280,6 +284,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
             refresher.restore(state.get("index"), ctx_source, resume_dir is not None, model, state["step"])
         elif trainer_encoding is not None:
             trainer_encoding.follow(model)  # rank 0's restore announces whether it refreshes now
+    resume_open.close()  # everything the checkpoint held is loaded
 
     def run_eval(prefix: str) -> dict[str, float]:
         sums = evaluate(
