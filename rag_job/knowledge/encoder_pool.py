@@ -3,7 +3,7 @@
 End-to-end retriever training refreshes the index many times in one job; starting actors (a
 Python process importing torch and transformers: seconds on a small machine) on every refresh
 would cost more than encoding a small knowledge base. So the actors start once, each owning
-one contiguous slice of the passages (`shard_ranges`), and each refresh only loads the new
+one contiguous slice of the passages (`writer_slices`), and each refresh only loads the new
 encoder weights and encodes. Each actor streams its slice's embeddings into its own part file
 beside the version (`rag_job.knowledge.parts`), and actor 0 builds the version from the parts one
 shard at a time (`write_index_version`): neither the caller, nor the object store, nor any actor
@@ -29,9 +29,8 @@ import time
 from pathlib import Path
 
 from rag_job.config import RETRIEVAL_RESOURCE
-from rag_job.knowledge.index import shard_ranges
 from rag_job.knowledge.layout import load_meta
-from rag_job.knowledge.parts import part_path
+from rag_job.knowledge.parts import part_path, write_version_from_parts, writer_slices
 from rag_job.knowledge.versions import IndexVersion
 
 NICE_ENV = "RAG_ENCODE_NICE"
@@ -95,11 +94,7 @@ class PassageEncoder:
         self, version: int, encoder_path: str, parts_dir: str, ranges: list[tuple[int, int]]
     ) -> IndexVersion:
         """Write index `version` from every slice's part, one shard's rows at a time."""
-        from rag_job.knowledge.parts import PartedEmbeddings
-        from rag_job.knowledge.reindex import write_index_version
-
-        embeddings = PartedEmbeddings(parts_dir, ranges)
-        return write_index_version(self.kb_dir, embeddings, ctx_encoder=encoder_path, version=version)
+        return write_version_from_parts(self.kb_dir, version, encoder_path, parts_dir, ranges)
 
 
 def retrieval_node_options(count: int) -> list[dict]:
@@ -130,7 +125,7 @@ class EncoderPool:
         self.kb_dir = str(kb_dir)
         self.batch_size = batch_size
         num_passages = load_meta(kb_dir).num_passages
-        self.ranges = shard_ranges(num_passages, min(actors, num_passages))
+        self.ranges = writer_slices(num_passages, actors)
         remote = ray.remote(PassageEncoder)
         self.actors = [
             remote.options(max_restarts=1, **options).remote(self.kb_dir, start, end, torch_threads)

@@ -12,6 +12,8 @@ serve wrong ids. Version 1 files still load; they are reported as unverifiable.
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
@@ -92,10 +94,17 @@ def shard_file_name(number: int, shards: int) -> str:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write a metadata file so that a reader sees the old file or the new one, never half of it."""
-    staged = path.with_name(f".{path.name}.tmp")
-    staged.write_text(text)
-    staged.replace(path)
+    """Write a metadata file so that a reader sees the old file or the new one, never half of it.
+
+    Each call stages under a name of its own, so two writers racing (a lease taken over while
+    its old owner's heartbeat writes; two hosts on one volume) never write one staged file."""
+    staged = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        staged.write_text(text)
+        staged.replace(path)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
 
 
 def dir_size(path: Path) -> int:

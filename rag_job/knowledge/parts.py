@@ -14,6 +14,7 @@ one file over NFS can lose each other's writes where rows share a page.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,6 +22,32 @@ import numpy as np
 
 #: The parts' directory, inside the directory of the encoder that wrote them.
 PARTS_DIR = "parts"
+
+
+def writer_slices(num_passages: int, writers: int) -> list[tuple[int, int]]:
+    """The writers' contiguous [start, end) slices of the passages, one part each, in order;
+    writers beyond the last slice (more writers than passages) write none."""
+    from rag_job.knowledge.index import shard_ranges
+
+    return shard_ranges(num_passages, min(writers, num_passages))
+
+
+def write_version_from_parts(
+    kb_dir: str | Path,
+    version: int,
+    encoder_path: str | Path,
+    parts_dir: str | Path,
+    ranges: list[tuple[int, int]],
+):
+    """Write index `version` (an `IndexVersion`) from the parts covering `ranges`, one shard's rows at a
+    time; the parts are deleted whether or not it succeeds (a failed refresh leaves nothing)."""
+    from rag_job.knowledge.reindex import write_index_version
+
+    try:
+        embeddings = PartedEmbeddings(parts_dir, ranges)
+        return write_index_version(kb_dir, embeddings, ctx_encoder=str(encoder_path), version=version)
+    finally:
+        shutil.rmtree(parts_dir, ignore_errors=True)
 
 
 def part_path(parts_dir: str | Path, number: int, count: int) -> Path:

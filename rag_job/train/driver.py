@@ -216,15 +216,23 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
 
     import torch
 
-    checkpoint_dir = Path(result.checkpoint.to_directory())
-    state = torch.load(checkpoint_dir / CHECKPOINT_STATE_FILE, map_location="cpu", weights_only=False)
-    model_dir = output_dir / "model"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    shutil.copytree(checkpoint_dir / CHECKPOINT_MODEL_DIR, model_dir)
-    _copy_ctx_encoder(checkpoint_dir, output_dir)
+    # In place on a local or shared volume; from an object store, a temporary copy that is
+    # deleted afterwards (a plain copy would stay in /tmp for good, a model's size per run).
+    with result.checkpoint.as_directory() as opened:
+        checkpoint_dir = Path(opened)
+        state = torch.load(checkpoint_dir / CHECKPOINT_STATE_FILE, map_location="cpu", weights_only=False)
+        model_dir = output_dir / "model"
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        shutil.copytree(checkpoint_dir / CHECKPOINT_MODEL_DIR, model_dir)
+        _copy_ctx_encoder(checkpoint_dir, output_dir)
     _point_config_at_knowledge_base(config, model_dir)
     export = write_export(config, model_dir, output_dir / EXPORT_DIR, state.get("index"))
+    # Where the export will be read from: the bucket when the outputs are published there.
+    export_home = (
+        f"{publish_to.rstrip('/')}/{EXPORT_DIR}" if publish_to else str((output_dir / EXPORT_DIR).resolve())
+    )
+    _point_config_at_trained_index(model_dir, export_home, export, state.get("index"))
 
     history = state.get("history", [])
     if history and "time_unix" in history[0]:
@@ -339,6 +347,35 @@ def _point_config_at_knowledge_base(config: JobConfig, model_dir: Path) -> None:
     from rag_job.train.model_io import rag_config_for
 
     rag_config_for(config, str(model_dir)).save_pretrained(model_dir)
+
+
+def _point_config_at_trained_index(
+    model_dir: Path, export_home: str, export: dict, index: dict | None
+) -> None:
+    """End-to-end on index version N > 0: the model's question encoder was trained against N, not
+    against kb.json's version 0, so model/config.json names the export's passages and index (N's
+    vectors, one file) when there is an export; without one it keeps version 0 and says so."""
+    version = int((index or {}).get("version") or 0)
+    if version == 0:
+        return
+    if not export.get("written"):
+        export["model_config_index"] = "version 0"
+        logger.warning(
+            "%s/config.json names the knowledge base's index version 0, which the trained context encoder "
+            "no longer matches (no export: %s); for index version %d run `python -m rag_job export "
+            "--index-version %d` and load that", model_dir, export.get("reason"), version, version,
+        )  # fmt: skip
+        return
+    from transformers import RagConfig
+
+    from rag_job.knowledge.export import EXPORT_INDEX_FILE
+    from rag_job.knowledge.layout import PASSAGES_DIR
+
+    rag_config = RagConfig.from_pretrained(model_dir)
+    rag_config.passages_path = f"{export_home}/{PASSAGES_DIR}"
+    rag_config.index_path = f"{export_home}/{EXPORT_INDEX_FILE}"
+    rag_config.save_pretrained(model_dir)
+    export["model_config_index"] = f"version {version} (the export's)"
 
 
 def write_metrics(summary: RunSummary, state: dict) -> None:

@@ -167,36 +167,41 @@ class IndexRefresher:
                 else f"the served index v{served} was not encoded by this job's starting encoder"
             )
             logger.info("end-to-end: refreshing the index at step %d: %s", step, why)
-            self.start(model, step)
         else:
             logger.info("end-to-end: serving index v%d, no refresh needed at step %d", served, step)
-            self._pass()
+        self.refresh_point(model, step, wanted=refresh)
 
-    def _pass(self) -> None:
-        """encode_on: trainers: tell the other ranks nothing is encoded at this point."""
+    def refresh_point(self, model, step: int, wanted: bool = True) -> bool:
+        """One point where a refresh may start (the start, a due step, the end; the other ranks
+        listen at exactly these when the trainers encode): start one when `wanted` and possible,
+        and announce the outcome to the trainers exactly once, whatever it is. True when one started."""
+        report = self._begin(step) if wanted else None
+        started = time.perf_counter()
         if self.trainer_encoding is not None:
-            self.trainer_encoding.announce(None, None)
+            report = self._trainers_encode(model, report)
+        if report is None:
+            return False
+        self._start_thread(model, report, started)
+        return True
 
-    def start(self, model, step: int) -> bool:
-        """Copy the encoder now and re-encode in the background; False (logged) when one is running."""
+    def _begin(self, step: int) -> RefreshReport | None:
+        """The refresh of `step`, or None (recorded and logged) when the lease is lost or one still runs."""
         if self.lease is not None and self.lease.lost:
             self.failures.append(f"refresh of step {step} not started: {self.lease.lost}")
             logger.error("end-to-end: refresh of step %d not started: %s", step, self.lease.lost)
-            self._pass()
-            return False
+            return None
         if self.running:
             self.skipped_steps.append(step)
             logger.warning(
                 "end-to-end: refresh due at step %d skipped: the one started at step %d still runs",
                 step, self._running.encoded_at_step,
             )  # fmt: skip
-            self._pass()
-            return False
+            return None
         self.clean_orphans(f"before the refresh of step {step}")
-        started = time.perf_counter()
-        report = RefreshReport(version=next_version(self.kb_dir), encoded_at_step=step)
-        if self.trainer_encoding is not None and not self._trainers_encode(model, report):
-            return False
+        return RefreshReport(version=next_version(self.kb_dir), encoded_at_step=step)
+
+    def _start_thread(self, model, report: RefreshReport, started: float) -> None:
+        """Copy the encoder now and encode (or, when the trainers encoded, build) and swap in the background."""
         snapshot_started = time.perf_counter()
         encoder = copy.deepcopy(trained_ctx_encoder(model)).to("cpu").eval()
         tokenizer = copy.deepcopy(self.tokenizer)  # a Rust tokenizer is not to be shared across threads
@@ -206,24 +211,27 @@ class IndexRefresher:
             target=self._run, args=(encoder, tokenizer, report, started), name="index-refresh", daemon=True
         )
         self._thread.start()
-        return True
 
-    def _trainers_encode(self, model, report: RefreshReport) -> bool:
-        """encode_on: trainers: every rank encodes its slice now; False (a failure, logged) when one could not."""
+    def _trainers_encode(self, model, report: RefreshReport | None) -> RefreshReport | None:
+        """encode_on: trainers: announce `report`'s version (None: nothing at this point) and, if
+        any, every rank encodes its slice now; the report, or None (a failure, logged)."""
+        if report is None:
+            self.trainer_encoding.announce(None, None)
+            return None
         report.encoded_on = "trainers"
         paused = time.perf_counter()
         errors = self.trainer_encoding.announce(report.version, model)
         report.trainer_pause_seconds = report.encode_seconds = time.perf_counter() - paused
         self._paused_this_step += report.trainer_pause_seconds
         if not errors:
-            return True
+            return report
         self.encoders.discard(report.version)
         self.failures.append(
             f"v{report.version} (encoder of step {report.encoded_at_step}): the trainers could not encode "
             f"their slices: {'; '.join(errors)}"
         )
         logger.error("end-to-end: refresh to index v%d failed; training goes on: %s", report.version, errors)
-        return False
+        return None
 
     def _run(self, encoder, tokenizer, report: RefreshReport, started: float) -> None:
         from rag_job.retrieval.swap import swap_index
@@ -267,7 +275,8 @@ class IndexRefresher:
     def _clean_orphans(self, when: str) -> list[str]:
         from rag_job.retrieval.swap import loaded_versions
 
-        candidates = [n for n in version_numbers_on_disk(self.kb_dir) if n not in self._versions_to_keep()]
+        keep = self._versions_to_keep()
+        candidates = [n for n in version_numbers_on_disk(self.kb_dir) if n not in keep]
         finished = {n for n in candidates if manifest_path(self.kb_dir, n).is_file()}
         if self.local is not None:
             held, silent = set(self.local_held), []
@@ -300,12 +309,17 @@ class IndexRefresher:
     def ranks_moved(self, versions: list[int]) -> list[str]:
         """local mode, after every step: the versions the ranks search now. Delete the finished
         versions none of them searches any more and nothing else keeps (the one before a swap,
-        once the last rank has left it); one log line each."""
-        self.local_held = set(versions)
+        once the last rank has left it); one log line each. Only a step at which some rank
+        changed version can free one, so the other steps touch no file."""
+        held = set(versions)
+        if held == self.local_held:
+            return []
+        self.local_held = held
         served = current_version(self.kb_dir)
+        keep = held | self._versions_to_keep(served)
         deleted = []
         for number in version_numbers_on_disk(self.kb_dir):
-            if number in self.local_held or number in self._versions_to_keep() or number > served:
+            if number in keep or number > served:
                 continue
             if not manifest_path(self.kb_dir, number).is_file():
                 continue  # unfinished: clean_orphans deals with it, saying why
@@ -319,10 +333,11 @@ class IndexRefresher:
             deleted.append(str(path))
         return deleted
 
-    def _versions_to_keep(self) -> set[int]:
+    def _versions_to_keep(self, served: int | None = None) -> set[int]:
         """Version 0, the served one, the one in use here, the resumed checkpoint's, the one being written."""
         running = self._running.version if self._running is not None else None
-        keep = {0, current_version(self.kb_dir), self.index_version, self._resumed_version, running}
+        served = current_version(self.kb_dir) if served is None else served
+        keep = {0, served, self.index_version, self._resumed_version, running}
         return {v for v in keep if v is not None}
 
     def poll(self, step: int, wait: bool = False) -> RefreshReport | None:
@@ -361,7 +376,7 @@ class IndexRefresher:
         if done:
             finished = self.finish(model, step) or finished
         elif self.settings.refresh_due(step):
-            self.start(model, step)
+            self.refresh_point(model, step)
         self._busy_during_step = self.running
         metrics = {"index_version": self.index_version, "refresh_overlapped": overlapped}
         if finished is not None:
@@ -377,16 +392,16 @@ class IndexRefresher:
         report = None
         if self.encoded_at_step == step:
             outcome = "not needed: the served index is the final encoder's"
-            self._pass()
+            self.refresh_point(model, step, wanted=False)
         elif not self.settings.refresh_at_end:
             outcome = "off (refresh_at_end: false)"
-            self._pass()
+            self.refresh_point(model, step, wanted=False)
         else:
             logger.info(
                 "end-to-end: training ended at step %d on index v%d (%s); re-encoding with the final "
                 "encoder before the final evaluation", step, self.index_version, self._encoder_words(),
             )  # fmt: skip
-            started = self.start(model, step)
+            started = self.refresh_point(model, step)
             report = self.poll(step, wait=True) if started else None
             outcome = "done" if report is not None else f"failed: {self.failures[-1]}"
         if self.lease is not None:

@@ -35,14 +35,6 @@ def announces_after(settings, step: int, done: bool) -> bool:
     return done or settings.refresh_due(step)
 
 
-def trainer_slices(world: int, num_passages: int) -> list[tuple[int, int]]:
-    """The ranks' contiguous [start, end) slices, one part each; ranks beyond the last slice (more
-    trainers than passages) encode nothing."""
-    from rag_job.knowledge.index import shard_ranges
-
-    return shard_ranges(num_passages, min(world, num_passages))
-
-
 def parts_dir(kb_dir: str | Path, version: int) -> Path:
     """KB/index/encoders/v<N>/parts: the slices of version N, deleted once it is written."""
     from rag_job.knowledge.parts import PARTS_DIR
@@ -56,11 +48,12 @@ class TrainerEncoding:
 
     def __init__(self, settings, kb_dir: str, rank: int, world: int, tokenizer, device, autocast_dtype=None):
         from rag_job.knowledge.layout import load_meta
+        from rag_job.knowledge.parts import writer_slices
 
         self.settings = settings  # the job's EndToEndConfig: when to listen, the batch size
         self.kb_dir, self.rank, self.world, self.tokenizer = kb_dir, rank, world, tokenizer
         self.batch_size, self.device, self.autocast_dtype = settings.encode_batch_size, device, autocast_dtype
-        self.slices = trainer_slices(world, load_meta(kb_dir).num_passages)
+        self.slices = writer_slices(load_meta(kb_dir).num_passages, world)
         self.start, self.end = self.slices[rank] if rank < len(self.slices) else (0, 0)
         self._rows = None  # the passages' titles and texts (memory-mapped), opened on the first refresh
 
@@ -161,22 +154,16 @@ class TrainerParts:
 
     def __init__(self, kb_dir: str, world: int):
         from rag_job.knowledge.layout import load_meta
+        from rag_job.knowledge.parts import writer_slices
 
         self.kb_dir = kb_dir
-        self.slices = trainer_slices(world, load_meta(kb_dir).num_passages)
+        self.slices = writer_slices(load_meta(kb_dir).num_passages, world)
 
     def encode_version(self, encoder_path: str | Path, version: int, parts: str | Path):
-        from rag_job.knowledge.parts import PartedEmbeddings
-        from rag_job.knowledge.reindex import write_index_version
+        from rag_job.knowledge.parts import write_version_from_parts
 
         started = time.perf_counter()
-        try:
-            embeddings = PartedEmbeddings(parts, self.slices)
-            written = write_index_version(
-                self.kb_dir, embeddings, ctx_encoder=str(encoder_path), version=version
-            )
-        finally:
-            shutil.rmtree(parts, ignore_errors=True)
+        written = write_version_from_parts(self.kb_dir, version, encoder_path, parts, self.slices)
         return written, {"encode_seconds": 0.0, "build_seconds": time.perf_counter() - started}
 
     def discard(self, version: int) -> None:

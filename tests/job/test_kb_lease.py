@@ -109,3 +109,34 @@ def test_pre_flight_refuses_a_knowledge_base_another_live_job_trains_on(tiny_ass
             check_before_cluster_work(config)
     finally:
         holder.release()
+
+
+def test_writers_racing_on_one_file_never_share_a_staged_file(tmp_path):
+    """A takeover racing a late heartbeat is two writers of one lease at once: every write lands
+    whole or is replaced whole, none fails, and no staged file is left behind."""
+    import threading
+
+    from rag_job.knowledge.layout import write_atomically
+
+    target = tmp_path / "end_to_end.lease.json"
+    payloads = {w: json.dumps({"writer": w, "pad": "x" * 20_000}) for w in ("a", "b")}
+    errors, seen = [], set()
+
+    def write(writer: str) -> None:
+        try:
+            for _ in range(300):
+                write_atomically(target, payloads[writer])
+        except Exception as err:  # the shared staged name made one writer's rename fail
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in payloads]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        if target.exists():
+            seen.add(json.loads(target.read_text())["writer"])
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert seen <= set(payloads) and target.read_text() in payloads.values()
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]

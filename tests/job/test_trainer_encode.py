@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from rag_job.config import EndToEndConfig
-from rag_job.train.trainer_encode import TrainerEncoding, TrainerParts, parts_dir, trainer_slices
+from rag_job.knowledge.parts import writer_slices
+from rag_job.train.trainer_encode import TrainerEncoding, TrainerParts, parts_dir
 
 
 @pytest.mark.parametrize(("world", "passages"), [(1, 7), (2, 7), (3, 10), (4, 4), (5, 3)])
 def test_slices_cover_every_passage_once_in_order(world, passages):
-    slices = trainer_slices(world, passages)
+    """The one rule both the trainers and the encode actors slice by."""
+    slices = writer_slices(passages, world)
     assert [i for start, end in slices for i in range(start, end)] == list(range(passages))
     sizes = [end - start for start, end in slices]
     assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
