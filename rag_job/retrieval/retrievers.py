@@ -132,15 +132,20 @@ class TorchDistributedRagRetriever(_TimedRetriever):
     Uses its own gloo group (CPU tensors) even when training runs NCCL, like the
     published Hugging Face implementation. Every rank must call `retrieve` the same
     number of times (true in data-parallel training, where each step retrieves once).
+    Rank 0 serves the knowledge base's current index version, as every other mode does.
     """
 
     def __init__(self, config, tokenizer, kb_dir, passages_path=None, group=None):
         import torch.distributed as dist
 
+        from rag_job.knowledge.versions import current_version
+
         self.group = group if group is not None else dist.new_group(backend="gloo")
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
-        self.searcher = KnowledgeBaseSearcher(kb_dir) if self.rank == 0 else None
+        self.searcher = (
+            KnowledgeBaseSearcher(kb_dir, version=current_version(kb_dir)) if self.rank == 0 else None
+        )
         super().__init__(config, tokenizer, kb_dir, passages_path)
 
     def _search(self, queries, n_docs):

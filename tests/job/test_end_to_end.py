@@ -145,6 +145,19 @@ def test_context_encoder_learns_and_the_index_is_swapped_while_training_runs(
     again = encode_passages(passages, tmp_path / "out" / "ctx_encoder", batch_size=16, progress=False)
     np.testing.assert_allclose(vectors, again, atol=1e-4)
 
+    # (g) model/config.json names the export's passages and index, so RagRetriever loaded from the
+    # model directory retrieves with that version, the one its question encoder was trained against.
+    from transformers import RagRetriever
+
+    rag = json.loads((tmp_path / "out" / "model" / "config.json").read_text())
+    assert (rag["passages_path"], rag["index_path"]) == (
+        str((export / "passages").resolve()), str((export / EXPORT_INDEX_FILE).resolve())
+    )  # fmt: skip
+    assert metrics["export"]["model_config_index"] == f"version {served} (the export's)"
+    queries = np.random.default_rng(0).standard_normal((4, vectors.shape[1])).astype(np.float32)
+    embeds, ids, _ = RagRetriever.from_pretrained(str(tmp_path / "out" / "model")).retrieve(queries, 3)
+    np.testing.assert_array_equal(embeds, vectors[ids])
+
 
 def test_trainers_encode_their_slices_and_rank_0_builds_and_swaps_the_version(
     ray_cluster, tiny_assets, kb_copy, tmp_path

@@ -54,6 +54,42 @@ def test_torch_distributed_retriever_matches_exact_search_across_two_processes(
     )
 
 
+def test_every_in_process_mode_serves_the_current_index_version(tiny_assets, question_vectors, tmp_path):
+    """A knowledge base an end-to-end job has re-encoded serves its current version (current.json)
+    in torch and local mode alike, as the retrieval actors do, not version 0."""
+    from transformers import RagConfig, RagTokenizer
+
+    from rag_job.knowledge.reindex import write_index_version
+    from rag_job.knowledge.versions import set_current_version, version_embeddings
+    from rag_job.retrieval.retrievers import LocalRagRetriever
+    from tests.job.helpers import assert_exact_top_k_in, permuted, stored_embeddings
+    from tests.job.kb_files import copy_kb
+
+    kb = copy_kb(tiny_assets.kb_flat_2shards, tmp_path / "kb")
+    write_index_version(kb, permuted(stored_embeddings(kb), seed=3), ctx_encoder="/encoders/step-9")
+    set_current_version(kb, 1)
+    served = version_embeddings(kb, 1)
+    queries = question_vectors[:12]
+
+    local = LocalRagRetriever(
+        RagConfig.from_pretrained(tiny_assets.rag), RagTokenizer.from_pretrained(tiny_assets.rag), kb
+    )
+    embeds, ids, _ = local.retrieve(queries, K)
+    assert local.version == 1
+    assert_exact_top_k_in(served, queries, ids, embeds)
+
+    out = str(tmp_path / "rank")
+    mp.spawn(
+        _torch_worker,
+        args=(2, _free_port(), str(tiny_assets.rag), str(kb), queries, out),
+        nprocs=2,
+        join=True,
+    )
+    ids = np.concatenate([np.load(f"{out}-{r}.npz")["ids"] for r in (0, 1)])
+    embeds = np.concatenate([np.load(f"{out}-{r}.npz")["embeds"] for r in (0, 1)])
+    assert_exact_top_k_in(served, queries, ids, embeds)
+
+
 def test_local_retriever_returns_passages_of_exact_search(tiny_assets, question_vectors):
     from transformers import RagConfig, RagTokenizer
 
