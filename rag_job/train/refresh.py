@@ -124,6 +124,8 @@ class IndexRefresher:
         #: Orphaned version directories deleted (`clean_orphans`): "path: why".
         self.orphans_deleted: list[str] = []
         self._resumed_version: int | None = None
+        #: local mode: what `ranks_moved` last looked at (held, index_version, running, resumed).
+        self._last_moved: tuple | None = None
 
     @property
     def running(self) -> bool:
@@ -309,12 +311,15 @@ class IndexRefresher:
     def ranks_moved(self, versions: list[int]) -> list[str]:
         """local mode, after every step: the versions the ranks search now. Delete the finished
         versions none of them searches any more and nothing else keeps (the one before a swap,
-        once the last rank has left it); one log line each. Only a step at which some rank
-        changed version can free one, so the other steps touch no file."""
+        once the last rank has left it); one log line each. Only a step at which a rank moved, or
+        rank 0's own keep list changed (a refresh collected or started), can free one, so the
+        other steps touch no file."""
         held = set(versions)
-        if held == self.local_held:
+        running = self._running.version if self._running is not None else None
+        moved = (frozenset(held), self.index_version, running, self._resumed_version)
+        if moved == self._last_moved:
             return []
-        self.local_held = held
+        self.local_held, self._last_moved = held, moved
         served = current_version(self.kb_dir)
         keep = held | self._versions_to_keep(served)
         deleted = []

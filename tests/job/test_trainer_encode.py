@@ -61,3 +61,109 @@ def test_encode_actor_settings_with_trainers_encoding_are_refused_naming_the_fix
     assert (
         EndToEndConfig.model_validate_json(settings.model_dump_json()) == settings
     )  # the trainers re-read it
+
+
+class _CountingEncoding:
+    """Stands in for rank 0's TrainerEncoding: records each announce (the other ranks' `follow`
+    would meet exactly these broadcasts) and fails every encode, so no refresh thread starts."""
+
+    def __init__(self, settings):
+        self.settings, self.announced = settings, []
+
+    def announce(self, version, model):
+        self.announced.append(version)
+        return [] if version is None else ["rank 1: RuntimeError: out of memory"]
+
+
+class _Parts:
+    def __init__(self):
+        self.discarded = []
+
+    def discard(self, version):
+        self.discarded.append(version)
+
+    def wait_idle(self, timeout_s):
+        return True
+
+
+def test_rank_0_announces_exactly_once_at_every_refresh_point_whatever_it_decides(kb_copy):
+    """The other ranks listen once at each point `announces_after` names (and once at the start);
+    one missed or extra broadcast would hang them. Every outcome is checked: nothing to do, a
+    refresh skipped while one runs, the lease lost, the trainers' encode failing, and the end.
+    The in-process stand-ins are here because a hang needs no model to show; the 2-worker test in
+    test_end_to_end.py runs the real broadcasts."""
+    import threading
+
+    from rag_job.train.refresh import IndexRefresher, RefreshReport
+
+    settings = EndToEndConfig(refresh_every_steps=2, encode_on="trainers", refresh_at_end=False)
+    encoding, parts = _CountingEncoding(settings), _Parts()
+    retriever = SimpleNamespace(version=0, ctx_encoder_tokenizer=None)  # local mode: no pool
+    lease = SimpleNamespace(lost=None, release=lambda: None)
+    refresher = IndexRefresher(settings, retriever, parts, str(kb_copy), encoding, lease)
+
+    refresher.restore(None, "ctx", resumed=False, model=None, step=0)  # v0 served: nothing to do
+    assert encoding.announced == [None]
+
+    refresher.after_step(None, 1, done=False)  # not due: the trainers do not listen
+    assert encoding.announced == [None]
+
+    refresher.after_step(None, 2, done=False)  # due; the trainers' encode fails on rank 1
+    assert encoding.announced == [None, 1] and parts.discarded == [1]
+    assert "rank 1: RuntimeError: out of memory" in refresher.failures[-1]
+
+    running = threading.Event()
+    refresher._thread = threading.Thread(target=running.wait)  # a refresh still building
+    refresher._running = RefreshReport(version=2, encoded_at_step=3)
+    refresher._thread.start()
+    try:
+        refresher.after_step(None, 4, done=False)
+    finally:
+        running.set()
+        refresher._thread.join()
+        refresher._thread, refresher._running = None, None
+    assert encoding.announced == [None, 1, None] and refresher.skipped_steps == [4]
+
+    lease.lost = "another run took the lease"
+    refresher.after_step(None, 6, done=False)
+    assert encoding.announced == [None, 1, None, None]
+    assert "another run took the lease" in refresher.failures[-1]
+
+    refresher.finish(None, 7)  # refresh_at_end off: the end is still a point the trainers meet
+    assert encoding.announced == [None, 1, None, None, None]
+    assert refresher.final["refresh_at_end"] == "off (refresh_at_end: false)"
+
+
+def test_local_mode_deletes_the_old_version_once_no_rank_and_nothing_of_rank_0_keeps_it(kb_copy, monkeypatch):
+    """mode: local. The ranks move to v2 at one step, while rank 0 still counts v1 as its index
+    (the refresh thread has switched but not been collected): v1 stays. When the refresh is
+    collected at a later step, with no rank moving then, v1 goes. Steps where nothing changed
+    list no directory."""
+    import rag_job.train.refresh as refresh
+    from rag_job.knowledge.reindex import write_index_version
+    from rag_job.knowledge.versions import set_current_version, version_numbers_on_disk
+    from tests.job.helpers import permuted, stored_embeddings
+
+    table = stored_embeddings(kb_copy)
+    for version in (1, 2):
+        write_index_version(kb_copy, permuted(table, seed=version))
+    set_current_version(kb_copy, 2)
+    retriever = SimpleNamespace(version=1, ctx_encoder_tokenizer=None)  # local mode: no pool
+    refresher = refresh.IndexRefresher(
+        EndToEndConfig(refresh_every_steps=5), retriever, _Parts(), str(kb_copy)
+    )
+    refresher.index_version = 1  # what rank 0 served until the refresh is collected
+
+    assert refresher.ranks_moved([1, 1]) == []
+    assert refresher.ranks_moved([2, 2]) == []  # every rank on v2, but v1 is still rank 0's index
+    assert version_numbers_on_disk(kb_copy) == [1, 2]
+
+    refresher.index_version = 2  # poll collected the refresh; no rank moves at this step
+    (deleted,) = refresher.ranks_moved([2, 2])
+    assert deleted.endswith("v1") and version_numbers_on_disk(kb_copy) == [2]
+
+    def listed(*args):
+        raise AssertionError("a step at which nothing changed listed the versions")
+
+    monkeypatch.setattr(refresh, "version_numbers_on_disk", listed)
+    assert refresher.ranks_moved([2, 2]) == []
